@@ -1,0 +1,36 @@
+"""The Redis key layout, in one place (documented in docs/architecture.md).
+
+The Lua DAG steps build stream names themselves (``STREAM_PREFIX`` is passed to them), because a
+successor's stage is only known inside the script.
+"""
+
+from __future__ import annotations
+
+PREFIX = "pf:"
+STREAM_PREFIX = PREFIX + "stage:"
+EVENTS_CHANNEL = PREFIX + "events"
+TERMINAL = ("succeeded", "failed", "canceled", "expired")
+
+
+def job(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def blob(job_id: str, name: str = "image") -> str:
+    return f"{PREFIX}blob:{job_id}:{name}"
+
+
+def stream(stage: str) -> str:
+    return STREAM_PREFIX + stage
+
+
+def group(stage: str) -> str:
+    return f"{PREFIX}{stage}"
+
+
+def dead(stage: str) -> str:
+    return f"{PREFIX}dead:{stage}"
+
+
+def idempotency(tenant: str, key: str) -> str:
+    return f"{PREFIX}idem:{tenant}:{key}"

@@ -1,0 +1,52 @@
+"""Process-wide settings, read once from the environment (prefix ``POSEFLEET_``).
+
+Every service reads the same class so one env file configures a whole deployment; the Helm chart
+and ``posefleet up`` only ever set environment variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CACHE = Path.home() / ".cache" / "posefleet"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSEFLEET_", env_file=None, extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    pipelines_file: Path = Path(__file__).resolve().parents[2] / "pipelines.yaml"
+
+    cache_dir: Path = DEFAULT_CACHE
+    model_root: Path = DEFAULT_CACHE / "models"
+
+    # Worker runtime (DESIGN §5); a stage in pipelines.yaml may override the batching pair.
+    max_batch: int = Field(8, ge=1)
+    max_delay_ms: int = Field(5, ge=0)
+    visibility_timeout_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    block_ms: int = Field(
+        500, ge=10, description="longest wait for work before re-checking shutdown"
+    )
+    pool: str = "cpu"
+
+    # onnxruntime session threads; 0 lets onnxruntime choose.
+    intra_op_threads: int = Field(0, ge=0)
+
+    # Gateway
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(50_000_000, ge=1)
+    max_wait_s: float = Field(60.0, gt=0)
+    result_ttl_s: int = Field(24 * 3600, ge=60)
+    job_deadline_s: float = Field(600.0, gt=0)
+    max_backlog: int = Field(10_000, ge=1, description="queued tasks per stage before 429")
+    api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> tenant")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

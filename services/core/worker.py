@@ -1,0 +1,305 @@
+"""The one worker loop every stage runs (DESIGN §5).
+
+It owns what a handler must never see: dynamic batching (block for the first task, top up to
+``max_batch`` within ``max_delay_ms``), the DAG steps around each task, crash recovery
+(XAUTOCLAIM of entries idle past the visibility timeout, a keep-alive for long batches),
+``max_attempts`` → dead letter, per-task failure isolation, and a graceful SIGTERM drain.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from secrets import token_hex
+from typing import Any
+
+import redis
+
+from services.core.dag import DagSteps
+from services.core.handler import Handler, HandlerContext, Task, TaskError
+from services.core.pipeline import REQUEST_PREFIX, StageSpec, load_pipelines
+from services.core.settings import Settings, get_settings
+from services.core.streams import Delivery, StageStream
+
+log = logging.getLogger("posefleet.worker")
+
+_SKIP = {b"duplicate", b"terminal", b"gone", b"expired"}
+_MAX_CACHED_DAGS = 64
+
+
+class Worker:
+    def __init__(
+        self,
+        client: redis.Redis,
+        stage: StageSpec,
+        handler: Handler,
+        settings: Settings,
+        consumer: str | None = None,
+    ) -> None:
+        self.client = client
+        self.stage = stage
+        self.handler = handler
+        self.settings = settings
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{token_hex(3)}"
+        self.stream = StageStream(client, stage.name, self.consumer)
+        self.steps = DagSteps(client)
+        self.max_batch = stage.max_batch or settings.max_batch
+        self.max_delay_ms = (
+            settings.max_delay_ms if stage.max_delay_ms is None else stage.max_delay_ms
+        )
+        self._visibility_ms = int(settings.visibility_timeout_s * 1000)
+        self._next_claim = 0.0
+        self._stopping = threading.Event()
+        self._dags: dict[bytes, dict[str, Any]] = {}
+
+    def stop(self, *_: object) -> None:
+        """Stop pulling work; the batch in hand is finished and acked first."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        self.stream.ensure_group()
+        log.info(
+            "worker started",
+            extra={
+                "stage": self.stage.name,
+                "consumer": self.consumer,
+                "max_batch": self.max_batch,
+                "max_delay_ms": self.max_delay_ms,
+            },
+        )
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                batch = self.collect()
+                if batch:
+                    self.process(batch)
+                backoff = 0.1
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning(
+                    "redis unavailable, retrying", extra={"error": str(exc), "retry_in_s": backoff}
+                )
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        log.info("worker stopped", extra={"stage": self.stage.name, "consumer": self.consumer})
+
+    # -- batching ---------------------------------------------------------------------------
+    def collect(self) -> list[Delivery]:
+        batch: list[Delivery] = []
+        if time.monotonic() >= self._next_claim:
+            batch = self.stream.claim_stale(self._visibility_ms, self.max_batch)
+            self._next_claim = time.monotonic() + self.settings.visibility_timeout_s / 4
+            if batch:
+                log.info(
+                    "reclaimed stale tasks", extra={"stage": self.stage.name, "count": len(batch)}
+                )
+        if not batch:
+            batch = self.stream.read(self.max_batch, self.settings.block_ms)
+            if not batch:
+                return []
+        deadline = time.monotonic() + self.max_delay_ms / 1000
+        while len(batch) < self.max_batch:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:  # BLOCK 0 would mean "forever"
+                break
+            more = self.stream.read(self.max_batch - len(batch), remaining_ms)
+            if not more:
+                break
+            batch += more
+        return batch
+
+    # -- one batch ----------------------------------------------------------------------------
+    def process(self, batch: list[Delivery]) -> None:
+        with self._keepalive([d.entry_id for d in batch]):
+            pipe = self.client.pipeline(transaction=False)
+            for d in batch:
+                self.steps.begin(
+                    d.job_id,
+                    d.node,
+                    self.consumer,
+                    self.settings.pool,
+                    self.settings.max_attempts,
+                    client=pipe,
+                )
+            begun = pipe.execute(raise_on_error=False)
+
+            finish = self.client.pipeline(transaction=False)
+            runnable: list[tuple[Delivery, Task]] = []
+            for d, reply in zip(batch, begun, strict=True):
+                task = self._admit(d, reply, finish)
+                if task is not None:
+                    runnable.append((d, task))
+
+            started = time.perf_counter()
+            outcomes = self._execute([t for _, t in runnable]) if runnable else []
+            compute_ms = (time.perf_counter() - started) * 1000
+            for (d, task), outcome in zip(runnable, outcomes, strict=True):
+                self._finish(d, task, outcome, compute_ms, finish)
+            finish.execute()
+        log.debug(
+            "batch done", extra={"stage": self.stage.name, "size": len(batch), "ran": len(runnable)}
+        )
+
+    def _admit(self, d: Delivery, reply: Any, finish: Any) -> Task | None:
+        """Turn a begin reply into a Task, or settle the delivery here when it must not run."""
+        if isinstance(reply, Exception):
+            raise reply
+        kind = reply[0]
+        if kind == b"run":
+            return self._task(d, reply[2], reply[3:])
+        if kind in _SKIP:
+            self.stream.ack([d.entry_id], pipe=finish)
+            return None
+        if kind == b"exhausted":
+            error = {
+                "code": "max_attempts_exceeded",
+                "node": d.node,
+                "stage": self.stage.name,
+                "message": f"the task was delivered {reply[1].decode()} times without "
+                "finishing (worker crashes or timeouts); moved to dead letters",
+            }
+            self.steps.fail(
+                d.job_id,
+                d.node,
+                self.stage.name,
+                d.entry_id,
+                error,
+                dead_letter_reason="max_attempts_exceeded",
+                client=finish,
+            )
+        else:  # b"missing": an upstream output vanished, which only expiry can cause
+            error = {
+                "code": "missing_input",
+                "node": d.node,
+                "stage": self.stage.name,
+                "message": f"input {reply[1].decode()} is no longer stored",
+            }
+            self.steps.fail(d.job_id, d.node, self.stage.name, d.entry_id, error, client=finish)
+        return None
+
+    def _task(self, d: Delivery, dag_json: bytes, values: list[bytes]) -> Task:
+        dag = self._dags.get(dag_json)
+        if dag is None:
+            if len(self._dags) >= _MAX_CACHED_DAGS:
+                self._dags.clear()
+            dag = self._dags[dag_json] = json.loads(dag_json)
+        node = dag["nodes"][d.node]
+        by_ref = {
+            ref: raw if ref.startswith(REQUEST_PREFIX) else json.loads(raw)
+            for ref, raw in zip(node["refs"], values, strict=True)
+        }
+        inputs = {
+            name: [by_ref[r] for r in ref] if isinstance(ref, list) else by_ref[ref]
+            for name, ref in node["inputs"].items()
+        }
+        return Task(job_id=d.job_id, node=d.node, inputs=inputs, params=node["params"])
+
+    def _finish(
+        self,
+        d: Delivery,
+        task: Task,
+        outcome: dict[str, Any] | BaseException,
+        compute_ms: float,
+        finish: Any,
+    ) -> None:
+        if isinstance(outcome, dict):
+            try:
+                self.steps.complete(
+                    d.job_id,
+                    d.node,
+                    self.stage.name,
+                    d.entry_id,
+                    outcome,
+                    compute_ms,
+                    client=finish,
+                )
+                return
+            except (TypeError, ValueError) as exc:  # not JSON-serialisable: a handler bug
+                outcome = exc
+        code = "invalid_input" if isinstance(outcome, TaskError) else "stage_error"
+        if code == "stage_error":
+            log.error(
+                "task failed",
+                exc_info=outcome,
+                extra={"stage": self.stage.name, "job": d.job_id, "node": d.node},
+            )
+        error = {"code": code, "node": d.node, "stage": self.stage.name, "message": str(outcome)}
+        self.steps.fail(d.job_id, d.node, self.stage.name, d.entry_id, error, client=finish)
+
+    def _execute(self, tasks: list[Task]) -> list[dict[str, Any] | BaseException]:
+        """Run the batch; if it raises, run its tasks one by one so only the culprit fails."""
+        try:
+            outputs = self.handler.postprocess(
+                self.handler.inference(self.handler.preprocess(tasks)), tasks
+            )
+            if len(outputs) != len(tasks):
+                raise RuntimeError(
+                    f"postprocess returned {len(outputs)} results for {len(tasks)} tasks"
+                )
+            return list(outputs)
+        except Exception as exc:
+            if len(tasks) == 1:
+                return [exc]
+            return [self._execute([t])[0] for t in tasks]
+
+    @contextmanager
+    def _keepalive(self, entry_ids: list[str]) -> Iterator[None]:
+        done = threading.Event()
+        interval = self.settings.visibility_timeout_s / 3
+
+        def beat() -> None:
+            while not done.wait(interval):
+                try:
+                    self.stream.touch(entry_ids)
+                except redis.RedisError as exc:
+                    log.warning("keep-alive failed", extra={"error": str(exc)})
+
+        thread = threading.Thread(target=beat, name="keepalive", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+
+def load_handler(stage: StageSpec) -> Handler:
+    module_name, _, class_name = stage.handler.partition(":")
+    handler_cls = getattr(importlib.import_module(module_name), class_name)
+    return handler_cls()
+
+
+def run_stage(stage_name: str, settings: Settings | None = None) -> int:
+    """Entry point of ``python -m services.<stage>`` and ``posefleet worker``."""
+    from services.core.logs import configure_logging
+
+    settings = settings or get_settings()
+    configure_logging(f"worker-{stage_name}")
+    config = load_pipelines(settings.pipelines_file)
+    if stage_name not in config.stages:
+        raise SystemExit(
+            f"unknown stage '{stage_name}' (stages in {config.source}: {sorted(config.stages)})"
+        )
+    spec = config.stages[stage_name]
+    handler = load_handler(spec)
+    handler.initialize(
+        HandlerContext(
+            stage=spec.name,
+            settings=settings,
+            model=spec.model,
+            model_version=spec.model_version,
+            options=spec.options,
+        )
+    )
+    worker = Worker(redis.Redis.from_url(settings.redis_url), spec, handler, settings)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
+    return 0

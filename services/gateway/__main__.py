@@ -1,0 +1,25 @@
+"""``python -m services.gateway``: serve the API with uvicorn (``PORT``/``HOST`` from the env)."""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+
+from services.core.logs import configure_logging, uvicorn_log_config
+from services.gateway.app import create_app
+
+
+def main() -> None:
+    configure_logging("gateway")
+    uvicorn.run(
+        create_app(),
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "8080")),
+        log_config=uvicorn_log_config("gateway"),
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The gateway's application factory: the only public entry to a Posefleet deployment."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from services.core.dag import DagSteps
+from services.core.pipeline import load_pipelines
+from services.core.settings import Settings, get_settings
+from services.gateway import errors
+from services.gateway.deps import Gateway
+from services.gateway.events import JobEvents
+from services.gateway.routes import health, jobs, pipelines
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    # Loaded here, not in the lifespan: a broken pipelines file stops start-up with its message.
+    config = load_pipelines(settings.pipelines_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=2, health_check_interval=30
+        )
+        events = JobEvents(client)
+        await events.start()
+        app.state.gateway = Gateway(settings, config, client, DagSteps(client), events)
+        try:
+            yield
+        finally:
+            await events.stop()
+            await client.aclose()
+
+    app = FastAPI(
+        title="Posefleet",
+        version="0.1.0",
+        summary="Durable submit/poll jobs for multi-stage computer-vision pipelines.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(jobs.router)
+    app.include_router(pipelines.router)
+    app.include_router(health.router)
+    return app

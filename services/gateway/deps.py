@@ -1,0 +1,52 @@
+"""What routes get injected: settings, the Redis client, the DAG steps and the caller's tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from services.core.dag import DagSteps
+from services.core.pipeline import PipelineConfig
+from services.core.settings import Settings
+from services.gateway.errors import Problem
+from services.gateway.events import JobEvents
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    config: PipelineConfig
+    redis: aioredis.Redis
+    steps: DagSteps
+    events: JobEvents
+
+
+def gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+def tenant(request: Request) -> str:
+    """API keys map to tenants (``POSEFLEET_API_KEYS='{"key": "tenant"}'``); none configured
+    means an open gateway whose callers all share the ``default`` tenant."""
+    api_keys = request.app.state.gateway.settings.api_keys
+    if not api_keys:
+        return "default"
+    header = request.headers.get("authorization", "")
+    key = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    if not key:
+        raise Problem(
+            401,
+            "unauthenticated",
+            "send an API key as 'Authorization: Bearer KEY'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if key not in api_keys:
+        raise Problem(
+            401,
+            "invalid_api_key",
+            "the API key is not valid",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return api_keys[key]

@@ -1,0 +1,41 @@
+"""Probes and metrics: /healthz (the process lives), /readyz (it can take jobs), /metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import redis
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.gateway.deps import Gateway, gateway
+
+router = APIRouter(tags=["health"])
+GatewayDep = Annotated[Gateway, Depends(gateway)]
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(gw: GatewayDep) -> Response:
+    checks: dict[str, Any] = {"pipelines": sorted(gw.config.pipelines)}
+    try:
+        await gw.redis.ping()
+        checks["redis"] = "ok"
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        checks["redis"] = f"unreachable: {exc}"
+    checks["events"] = "ok" if await gw.events.ready(0.0) else "not subscribed"
+    ready = checks["redis"] == "ok" and checks["events"] == "ok"
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,92 @@
+"""The public API's shapes (DESIGN §4). These models are the OpenAPI docs at /docs."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
+
+
+class Links(BaseModel):
+    self: str
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: JobStatus
+    pipeline: str
+    links: Links
+
+
+class ImageInfo(BaseModel):
+    width: int
+    height: int
+    content_type: str
+    bytes: int
+
+
+class NodeState(BaseModel):
+    stage: str
+    status: Literal["pending", "queued", "running", "succeeded", "failed"]
+    attempts: int
+    queue_ms: int | None = Field(None, description="enqueue to start, Redis clock")
+    compute_ms: float | None = Field(None, description="the batch's handler time")
+    started_at: str | None = None
+    finished_at: str | None = None
+    worker: str | None = None
+    pool: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    node: str | None = None
+    stage: str | None = None
+
+
+class Job(BaseModel):
+    id: str
+    pipeline: str
+    status: JobStatus
+    created_at: str
+    updated_at: str
+    image: ImageInfo | None = None
+    nodes: dict[str, NodeState]
+    result: dict[str, Any] | None = Field(
+        None, description="the pipeline's outputs, present when status is succeeded"
+    )
+    error: JobError | None = None
+
+
+class PipelineNode(BaseModel):
+    name: str
+    stage: str
+    inputs: dict[str, str | list[str]]
+    params: dict[str, Any]
+    model: str | None = None
+    model_version: str | None = None
+
+
+class Pipeline(BaseModel):
+    name: str
+    description: str
+    inputs: list[str]
+    outputs: dict[str, str]
+    stages: list[str]
+    nodes: list[PipelineNode]
+    edges: list[tuple[str, str]]
+
+
+class PipelineList(BaseModel):
+    pipelines: list[Pipeline]
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    instance: str | None = None

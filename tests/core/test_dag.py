@@ -1,0 +1,171 @@
+"""The Lua DAG steps against a real Redis: fan-out, fan-in, idempotency, terminal states."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.core import keys
+from services.core.dag import DagSteps
+from services.core.jobs import job_view
+from services.core.pipeline import load_pipelines
+
+CONFIG = load_pipelines(Path(__file__).resolve().parents[1] / "data" / "pipelines-test.yaml")
+DIAMOND = CONFIG.pipelines["diamond"]
+
+
+@pytest.fixture
+def steps(redis_client):
+    return DagSteps(redis_client)
+
+
+def create(steps, job_id="j1", spec=DIAMOND, image=b"abc", **kw):
+    kw.setdefault("ttl_s", 600)
+    kw.setdefault("deadline_s", 60)
+    return steps.create(job_id, spec, image, {"tenant": "t"}, **kw)
+
+
+def take(redis_client, stage):
+    """Read one entry of a stage the way a worker does (through its consumer group)."""
+    stream, group = keys.stream(stage), keys.group(stage)
+    try:
+        redis_client.xgroup_create(stream, group, id="0", mkstream=True)
+    except Exception:
+        pass
+    reply = redis_client.xreadgroup(group, "c1", {stream: ">"}, count=10)
+    return [(eid.decode(), f[b"job"].decode(), f[b"node"].decode()) for eid, f in reply[0][1]] if reply else []
+
+
+def run(steps, redis_client, stage, outputs_for):
+    """Begin and complete every queued task of a stage; returns the complete() replies."""
+    replies = []
+    for entry, job_id, node in take(redis_client, stage):
+        begun = steps.begin(job_id, node, "w1", "cpu", 3)
+        assert begun[0] == b"run", begun
+        replies.append(steps.complete(job_id, node, stage, entry, outputs_for(node, begun), 1.5))
+    return replies
+
+
+def test_create_enqueues_roots_only(steps, redis_client):
+    assert create(steps)[0] == b"created"
+    assert redis_client.xlen(keys.stream("measure")) == 1
+    assert redis_client.xlen(keys.stream("scale")) == 0
+    view = job_view(redis_client.hgetall(keys.job("j1")))
+    assert view["status"] == "queued"
+    assert view["nodes"]["m"]["status"] == "queued"
+    assert view["nodes"]["sum"]["status"] == "pending"
+    assert redis_client.ttl(keys.job("j1")) > 0 and redis_client.ttl(keys.blob("j1")) > 0
+
+
+def test_begin_resolves_inputs_and_marks_running(steps, redis_client):
+    create(steps, image=b"\x00binary\xff")
+    (entry, job_id, node), = take(redis_client, "measure")
+    reply = steps.begin(job_id, node, "w1", "cpu", 3)
+    assert reply[0] == b"run" and reply[1] == b"1"
+    assert reply[3] == b"\x00binary\xff"
+    view = job_view(redis_client.hgetall(keys.job("j1")))
+    assert view["status"] == "running"
+    assert view["nodes"]["m"]["worker"] == "w1" and view["nodes"]["m"]["queue_ms"] >= 0
+
+
+def test_fan_out_fan_in_and_final_result(steps, redis_client):
+    create(steps)
+    assert run(steps, redis_client, "measure",
+               lambda n, b: {"size": 3, "digest": "d", "items": []}) == [b"ok"]
+    assert redis_client.xlen(keys.stream("scale")) == 2  # fan-out: both branches released
+
+    def scaled(node, begun):
+        return {"value": json.loads(begun[3]) * (2 if node == "double" else 3)}
+
+    # First branch done: the fan-in node still waits for the second.
+    (entry, job_id, node), second = take(redis_client, "scale")
+    begun = steps.begin(job_id, node, "w1", "cpu", 3)
+    assert steps.complete(job_id, node, "scale", entry, scaled(node, begun), 1.0) == b"ok"
+    assert redis_client.xlen(keys.stream("total")) == 0
+    begun = steps.begin(second[1], second[2], "w1", "cpu", 3)
+    assert steps.complete(second[1], second[2], "scale", second[0], scaled(second[2], begun), 1.0) == b"ok"
+    assert redis_client.xlen(keys.stream("total")) == 1
+
+    (entry, job_id, node), = take(redis_client, "total")
+    begun = steps.begin(job_id, node, "w1", "cpu", 3)
+    values = [json.loads(v) for v in begun[3:]]
+    assert sorted(values) == [6, 9]
+    assert steps.complete(job_id, node, "total", entry, {"total": 15, "parts": 2}, 1.0) == b"finished"
+
+    view = job_view(redis_client.hgetall(keys.job("j1")))
+    assert view["status"] == "succeeded"
+    # [] must survive as a list: the result is concatenated, never re-encoded by cjson.
+    assert view["result"] == {"total": 15, "parts": 2, "size": 3, "items": []}
+    assert all(n["status"] == "succeeded" for n in view["nodes"].values())
+    assert not redis_client.exists(keys.blob("j1"))  # the image is freed with the job
+    for stage in ("measure", "scale", "total"):  # acked entries are deleted: length == backlog
+        assert redis_client.xlen(keys.stream(stage)) == 0
+
+
+def test_redelivered_completion_changes_nothing(steps, redis_client):
+    create(steps)
+    (entry, job_id, node), = take(redis_client, "measure")
+    steps.begin(job_id, node, "w1", "cpu", 3)
+    out = {"size": 3, "digest": "d", "items": []}
+    assert steps.complete(job_id, node, "measure", entry, out, 1.0) == b"ok"
+    assert steps.begin(job_id, node, "w2", "cpu", 3)[0] == b"duplicate"
+    assert steps.complete(job_id, node, "measure", entry, {**out, "size": 99}, 1.0) == b"duplicate"
+    assert redis_client.xlen(keys.stream("scale")) == 2  # successors released exactly once
+    assert json.loads(redis_client.hget(keys.job("j1"), "o:m.size")) == 3
+
+
+def test_failure_is_terminal_first_wins_and_dead_letters(steps, redis_client):
+    create(steps)
+    (entry, job_id, node), = take(redis_client, "measure")
+    steps.begin(job_id, node, "w1", "cpu", 3)
+    error = {"code": "invalid_input", "node": "m", "message": "bad"}
+    assert steps.fail(job_id, node, "measure", entry, error, dead_letter_reason="poison") == b"failed"
+    assert steps.fail(job_id, node, "measure", entry, {"code": "other", "message": "x"}) == b"terminal"
+    view = job_view(redis_client.hgetall(keys.job("j1")))
+    assert view["status"] == "failed" and view["error"]["code"] == "invalid_input"
+    assert view["nodes"]["m"]["status"] == "failed"
+    dead = redis_client.xrange(keys.dead("measure"))
+    assert len(dead) == 1 and dead[0][1][b"reason"] == b"poison"
+    assert redis_client.xpending(keys.stream("measure"), keys.group("measure"))["pending"] == 0
+
+
+def test_exhausted_attempts(steps, redis_client):
+    create(steps)
+    (entry, job_id, node), = take(redis_client, "measure")
+    for attempt in (1, 2):
+        assert steps.begin(job_id, node, "w1", "cpu", 2)[:2] == [b"run", str(attempt).encode()]
+    assert steps.begin(job_id, node, "w1", "cpu", 2) == [b"exhausted", b"2"]
+
+
+def test_cancel_then_tasks_are_dropped(steps, redis_client):
+    create(steps)
+    assert steps.cancel("j1") == b"canceled"
+    assert steps.cancel("j1") == b"canceled"  # reports the state it is already in
+    (entry, job_id, node), = take(redis_client, "measure")
+    assert steps.begin(job_id, node, "w1", "cpu", 3) == [b"terminal", b"canceled"]
+    assert steps.cancel("nope") == b"gone"
+
+
+def test_deadline_expires_job(steps, redis_client):
+    create(steps, deadline_s=0)
+    redis_client.hincrby(keys.job("j1"), "deadline", -1)  # already past, without waiting
+    (entry, job_id, node), = take(redis_client, "measure")
+    assert steps.begin(job_id, node, "w1", "cpu", 3)[0] == b"expired"
+    view = job_view(redis_client.hgetall(keys.job("j1")))
+    assert view["status"] == "expired" and view["error"]["code"] == "deadline_exceeded"
+
+
+def test_idempotency_key_returns_first_job(steps, redis_client):
+    idem = (keys.idempotency("t", "k"), "j1 fp")
+    assert create(steps, "j1", idempotency=idem)[0] == b"created"
+    assert create(steps, "j2", idempotency=(idem[0], "j2 fp"))[:2] == [b"exists", b"j1 fp"]
+    assert not redis_client.exists(keys.job("j2"))
+
+
+def test_gone_job_tasks_are_acked(steps, redis_client):
+    create(steps)
+    (entry, job_id, node), = take(redis_client, "measure")
+    redis_client.delete(keys.job("j1"))  # expired by TTL
+    assert steps.begin(job_id, node, "w1", "cpu", 3)[0] == b"gone"
+    assert steps.complete(job_id, node, "measure", entry, {"size": 1}, 1.0) == b"gone"
+    assert redis_client.xlen(keys.stream("measure")) == 0
