@@ -60,4 +60,7 @@ class Total(Handler):
         return [sum(v) for v in batch]
 
     def postprocess(self, outputs: list[float], tasks: list[Task]) -> list[dict[str, Any]]:
-        return [{"total": v, "parts": len(t.inputs["values"])} for v, t in zip(outputs, tasks)]
+        return [
+            {"total": v, "parts": len(t.inputs["values"])}
+            for v, t in zip(outputs, tasks, strict=True)
+        ]

@@ -29,6 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         events = JobEvents(client)
         await events.start()
+        # Ready means waiters can be woken; if Redis is down, start anyway and report not ready.
+        await events.wait_subscribed(timeout_s=2.0)
         app.state.gateway = Gateway(settings, config, client, DagSteps(client), events)
         try:
             yield

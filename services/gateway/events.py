@@ -47,12 +47,14 @@ class JobEvents:
                 if not waiters:
                     del self._waiters[job_id]
 
-    async def ready(self, timeout_s: float) -> bool:
-        try:
+    @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    async def wait_subscribed(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        return True
+        return self.subscribed
 
     async def _listen(self) -> None:
         backoff = 0.1

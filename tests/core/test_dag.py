@@ -1,5 +1,6 @@
 """The Lua DAG steps against a real Redis: fan-out, fan-in, idempotency, terminal states."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -28,12 +29,14 @@ def create(steps, job_id="j1", spec=DIAMOND, image=b"abc", **kw):
 def take(redis_client, stage):
     """Read one entry of a stage the way a worker does (through its consumer group)."""
     stream, group = keys.stream(stage), keys.group(stage)
-    try:
+    with contextlib.suppress(Exception):
         redis_client.xgroup_create(stream, group, id="0", mkstream=True)
-    except Exception:
-        pass
     reply = redis_client.xreadgroup(group, "c1", {stream: ">"}, count=10)
-    return [(eid.decode(), f[b"job"].decode(), f[b"node"].decode()) for eid, f in reply[0][1]] if reply else []
+    return (
+        [(eid.decode(), f[b"job"].decode(), f[b"node"].decode()) for eid, f in reply[0][1]]
+        if reply
+        else []
+    )
 
 
 def run(steps, redis_client, stage, outputs_for):
@@ -59,7 +62,7 @@ def test_create_enqueues_roots_only(steps, redis_client):
 
 def test_begin_resolves_inputs_and_marks_running(steps, redis_client):
     create(steps, image=b"\x00binary\xff")
-    (entry, job_id, node), = take(redis_client, "measure")
+    ((_entry, job_id, node),) = take(redis_client, "measure")
     reply = steps.begin(job_id, node, "w1", "cpu", 3)
     assert reply[0] == b"run" and reply[1] == b"1"
     assert reply[3] == b"\x00binary\xff"
@@ -70,8 +73,9 @@ def test_begin_resolves_inputs_and_marks_running(steps, redis_client):
 
 def test_fan_out_fan_in_and_final_result(steps, redis_client):
     create(steps)
-    assert run(steps, redis_client, "measure",
-               lambda n, b: {"size": 3, "digest": "d", "items": []}) == [b"ok"]
+    assert run(
+        steps, redis_client, "measure", lambda n, b: {"size": 3, "digest": "d", "items": []}
+    ) == [b"ok"]
     assert redis_client.xlen(keys.stream("scale")) == 2  # fan-out: both branches released
 
     def scaled(node, begun):
@@ -83,14 +87,19 @@ def test_fan_out_fan_in_and_final_result(steps, redis_client):
     assert steps.complete(job_id, node, "scale", entry, scaled(node, begun), 1.0) == b"ok"
     assert redis_client.xlen(keys.stream("total")) == 0
     begun = steps.begin(second[1], second[2], "w1", "cpu", 3)
-    assert steps.complete(second[1], second[2], "scale", second[0], scaled(second[2], begun), 1.0) == b"ok"
+    assert (
+        steps.complete(second[1], second[2], "scale", second[0], scaled(second[2], begun), 1.0)
+        == b"ok"
+    )
     assert redis_client.xlen(keys.stream("total")) == 1
 
-    (entry, job_id, node), = take(redis_client, "total")
+    ((entry, job_id, node),) = take(redis_client, "total")
     begun = steps.begin(job_id, node, "w1", "cpu", 3)
     values = [json.loads(v) for v in begun[3:]]
     assert sorted(values) == [6, 9]
-    assert steps.complete(job_id, node, "total", entry, {"total": 15, "parts": 2}, 1.0) == b"finished"
+    assert (
+        steps.complete(job_id, node, "total", entry, {"total": 15, "parts": 2}, 1.0) == b"finished"
+    )
 
     view = job_view(redis_client.hgetall(keys.job("j1")))
     assert view["status"] == "succeeded"
@@ -104,7 +113,7 @@ def test_fan_out_fan_in_and_final_result(steps, redis_client):
 
 def test_redelivered_completion_changes_nothing(steps, redis_client):
     create(steps)
-    (entry, job_id, node), = take(redis_client, "measure")
+    ((entry, job_id, node),) = take(redis_client, "measure")
     steps.begin(job_id, node, "w1", "cpu", 3)
     out = {"size": 3, "digest": "d", "items": []}
     assert steps.complete(job_id, node, "measure", entry, out, 1.0) == b"ok"
@@ -116,11 +125,15 @@ def test_redelivered_completion_changes_nothing(steps, redis_client):
 
 def test_failure_is_terminal_first_wins_and_dead_letters(steps, redis_client):
     create(steps)
-    (entry, job_id, node), = take(redis_client, "measure")
+    ((entry, job_id, node),) = take(redis_client, "measure")
     steps.begin(job_id, node, "w1", "cpu", 3)
     error = {"code": "invalid_input", "node": "m", "message": "bad"}
-    assert steps.fail(job_id, node, "measure", entry, error, dead_letter_reason="poison") == b"failed"
-    assert steps.fail(job_id, node, "measure", entry, {"code": "other", "message": "x"}) == b"terminal"
+    assert (
+        steps.fail(job_id, node, "measure", entry, error, dead_letter_reason="poison") == b"failed"
+    )
+    assert (
+        steps.fail(job_id, node, "measure", entry, {"code": "other", "message": "x"}) == b"terminal"
+    )
     view = job_view(redis_client.hgetall(keys.job("j1")))
     assert view["status"] == "failed" and view["error"]["code"] == "invalid_input"
     assert view["nodes"]["m"]["status"] == "failed"
@@ -131,7 +144,7 @@ def test_failure_is_terminal_first_wins_and_dead_letters(steps, redis_client):
 
 def test_exhausted_attempts(steps, redis_client):
     create(steps)
-    (entry, job_id, node), = take(redis_client, "measure")
+    ((_entry, job_id, node),) = take(redis_client, "measure")
     for attempt in (1, 2):
         assert steps.begin(job_id, node, "w1", "cpu", 2)[:2] == [b"run", str(attempt).encode()]
     assert steps.begin(job_id, node, "w1", "cpu", 2) == [b"exhausted", b"2"]
@@ -140,8 +153,8 @@ def test_exhausted_attempts(steps, redis_client):
 def test_cancel_then_tasks_are_dropped(steps, redis_client):
     create(steps)
     assert steps.cancel("j1") == b"canceled"
-    assert steps.cancel("j1") == b"canceled"  # reports the state it is already in
-    (entry, job_id, node), = take(redis_client, "measure")
+    assert steps.cancel("j1") == b"terminal:canceled"
+    ((_entry, job_id, node),) = take(redis_client, "measure")
     assert steps.begin(job_id, node, "w1", "cpu", 3) == [b"terminal", b"canceled"]
     assert steps.cancel("nope") == b"gone"
 
@@ -149,7 +162,7 @@ def test_cancel_then_tasks_are_dropped(steps, redis_client):
 def test_deadline_expires_job(steps, redis_client):
     create(steps, deadline_s=0)
     redis_client.hincrby(keys.job("j1"), "deadline", -1)  # already past, without waiting
-    (entry, job_id, node), = take(redis_client, "measure")
+    ((_entry, job_id, node),) = take(redis_client, "measure")
     assert steps.begin(job_id, node, "w1", "cpu", 3)[0] == b"expired"
     view = job_view(redis_client.hgetall(keys.job("j1")))
     assert view["status"] == "expired" and view["error"]["code"] == "deadline_exceeded"
@@ -164,7 +177,7 @@ def test_idempotency_key_returns_first_job(steps, redis_client):
 
 def test_gone_job_tasks_are_acked(steps, redis_client):
     create(steps)
-    (entry, job_id, node), = take(redis_client, "measure")
+    ((entry, job_id, node),) = take(redis_client, "measure")
     redis_client.delete(keys.job("j1"))  # expired by TTL
     assert steps.begin(job_id, node, "w1", "cpu", 3)[0] == b"gone"
     assert steps.complete(job_id, node, "measure", entry, {"size": 1}, 1.0) == b"gone"

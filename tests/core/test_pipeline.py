@@ -161,5 +161,5 @@ def test_unreadable_file(tmp_path: Path):
 
 
 def test_bad_yaml_names_the_file():
-    with pytest.raises(PipelineConfigError, match="^x.yaml: not valid YAML"):
+    with pytest.raises(PipelineConfigError, match=r"^x\.yaml: not valid YAML"):
         parse_pipelines("stages: [", source="x.yaml")

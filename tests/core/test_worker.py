@@ -2,31 +2,17 @@
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from services.core import keys
 from services.core.dag import DagSteps
-from services.core.handler import HandlerContext
 from services.core.pipeline import load_pipelines
 from services.core.settings import Settings
-from services.core.worker import Worker, load_handler
 from tests.jobwait import wait_terminal
+from tests.workers import TEST_PIPELINES, make_worker, worker_threads
 
-CONFIG = load_pipelines(Path(__file__).resolve().parents[1] / "data" / "pipelines-test.yaml")
-
-
-def make_worker(redis_client, stage, settings=None, **overrides):
-    spec = CONFIG.stages[stage]
-    if overrides:
-        spec = type(spec)(**{**{f: getattr(spec, f) for f in spec.__slots__}, **overrides})
-    settings = settings or Settings(block_ms=50, visibility_timeout_s=30)
-    handler = load_handler(spec)
-    handler.initialize(HandlerContext(stage=stage, settings=settings, options=spec.options))
-    worker = Worker(redis_client, spec, handler, settings)
-    worker.stream.ensure_group()
-    return worker
+CONFIG = load_pipelines(TEST_PIPELINES)
 
 
 def submit(redis_client, job_id, image=b"img", pipeline="single"):
@@ -36,22 +22,9 @@ def submit(redis_client, job_id, image=b"img", pipeline="single"):
 
 
 @pytest.fixture
-def running(redis_client):
-    """Start worker loops in threads; stop and join them after the test."""
-    started: list[tuple[Worker, threading.Thread]] = []
-
-    def start(worker: Worker) -> Worker:
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, _ in started:
-        worker.stop()
-    for _, thread in started:
-        thread.join(timeout=10)
-        assert not thread.is_alive()
+def running():
+    with worker_threads() as start:
+        yield start
 
 
 def test_collect_honours_max_batch(redis_client):
@@ -107,8 +80,12 @@ def test_bad_task_fails_only_its_own_job(redis_client):
     assert wait_terminal(redis_client, "good2", 5)["status"] == "succeeded"
     bad = wait_terminal(redis_client, "bad", 5)
     assert bad["status"] == "failed"
-    assert bad["error"] == {"code": "invalid_input", "node": "m", "stage": "measure",
-                           "message": "poisoned image"}
+    assert bad["error"] == {
+        "code": "invalid_input",
+        "node": "m",
+        "stage": "measure",
+        "message": "poisoned image",
+    }
     bug = wait_terminal(redis_client, "bug", 5)
     assert bug["error"]["code"] == "stage_error"
     assert "simulated handler bug" in bug["error"]["message"]
@@ -127,7 +104,7 @@ def test_fan_out_fan_in_with_worker_loops(redis_client, running):
 
 
 def test_stale_task_of_a_dead_consumer_is_reclaimed(redis_client, running):
-    settings = Settings(block_ms=50, visibility_timeout_s=0.5)
+    settings = Settings(block_ms=50, visibility_timeout_s=0.5, pipelines_file=TEST_PIPELINES)
     submit(redis_client, "j1")
     # A consumer takes the task and dies without acking.
     redis_client.xgroup_create(keys.stream("measure"), keys.group("measure"), id="0")
@@ -138,7 +115,9 @@ def test_stale_task_of_a_dead_consumer_is_reclaimed(redis_client, running):
 
 
 def test_attempts_exhausted_goes_to_dead_letter(redis_client):
-    settings = Settings(block_ms=50, visibility_timeout_s=0.05, max_attempts=2)
+    settings = Settings(
+        block_ms=50, visibility_timeout_s=0.05, max_attempts=2, pipelines_file=TEST_PIPELINES
+    )
     submit(redis_client, "j1")
     steps = DagSteps(redis_client)
     redis_client.xgroup_create(keys.stream("measure"), keys.group("measure"), id="0")
@@ -160,7 +139,7 @@ def test_attempts_exhausted_goes_to_dead_letter(redis_client):
 def test_keepalive_stops_a_long_batch_being_stolen(redis_client, running):
     # The batch takes 1.5 s, three times the visibility timeout; a second worker must not
     # take it over while the first still works on it.
-    settings = Settings(block_ms=50, visibility_timeout_s=0.5)
+    settings = Settings(block_ms=50, visibility_timeout_s=0.5, pipelines_file=TEST_PIPELINES)
     first = running(make_worker(redis_client, "slow-measure", settings))
     submit(redis_client, "j1", pipeline="slow")
     deadline = time.monotonic() + 5

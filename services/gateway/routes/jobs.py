@@ -255,5 +255,6 @@ async def cancel_job(job_id: str, gw: GatewayDep, caller: TenantDep) -> Response
     if outcome == "gone":
         raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
     if outcome != "canceled":
-        raise Problem(409, "job_finished", f"job '{job_id}' already {outcome}")
+        state = outcome.removeprefix("terminal:")
+        raise Problem(409, "job_finished", f"job '{job_id}' already {state}")
     return JSONResponse(await _read_job(gw, job_id, caller))

@@ -1,0 +1,91 @@
+"""In-process workers and gateway for tests: real Redis, real HTTP, threads instead of pods."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import redis
+import uvicorn
+
+from services.core.handler import HandlerContext
+from services.core.pipeline import load_pipelines
+from services.core.settings import Settings
+from services.core.worker import Worker, load_handler
+from services.gateway.app import create_app
+
+TEST_PIPELINES = Path(__file__).resolve().parent / "data" / "pipelines-test.yaml"
+
+
+def make_worker(
+    client: redis.Redis, stage: str, settings: Settings | None = None, **overrides: object
+) -> Worker:
+    settings = settings or Settings(block_ms=50, pipelines_file=TEST_PIPELINES)
+    spec = replace(load_pipelines(settings.pipelines_file).stages[stage], **overrides)
+    handler = load_handler(spec)
+    handler.initialize(
+        HandlerContext(
+            stage=stage,
+            settings=settings,
+            model=spec.model,
+            model_version=spec.model_version,
+            options=spec.options,
+        )
+    )
+    worker = Worker(client, spec, handler, settings)
+    worker.stream.ensure_group()
+    return worker
+
+
+@contextmanager
+def worker_threads() -> Iterator[Callable[[Worker], Worker]]:
+    """Start worker loops in threads; stop and join them on exit."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(worker: Worker) -> Worker:
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        started.append((worker, thread))
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker, _ in started:
+            worker.stop()
+        for _, thread in started:
+            thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def gateway_server(settings: Settings) -> Iterator[str]:
+    """uvicorn serving the real app on a free port, in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("gateway did not start")
+        time.sleep(0.01)  # poll interval while uvicorn binds
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
