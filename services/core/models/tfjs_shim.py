@@ -1,0 +1,45 @@
+"""Compatibility fixes that let tf2onnx 1.17 convert tfjs graph models under TensorFlow 2.21 and
+NumPy 2. Pure Python on purpose: it runs in the builder venv and is unit-tested without TF.
+
+1. tf2onnx's tfjs reader calls ``np.product``, ``np.object`` and ``np.bool``, which NumPy 2
+   removed; we restore them as aliases of their surviving equivalents, only where missing.
+2. tf2onnx infers each node's output shapes by importing it into a throw-away TF graph. TF 2.21's
+   ``_FusedConv2D`` op definition has a ``TArgs`` attribute (the types of the fused extra inputs)
+   that graphs exported by older tfjs converters lack, so the import fails. Every extra input of
+   a fused conv has the node's own type ``T``, so ``TArgs = [T] * num_args`` is exact.
+3. Likewise TF 2.21's ``TopKV2`` requires ``index_type``, absent from older graphs; the old
+   behaviour it replaces is int32 indices.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+_NUMPY_ALIASES = (("product", "prod"), ("object", None), ("bool", None))
+
+
+def restore_numpy_aliases(np: ModuleType) -> list[str]:
+    """Returns the names it had to add (empty on NumPy 1.x)."""
+    added = []
+    builtins = {"object": object, "bool": bool}
+    for alias, target in _NUMPY_ALIASES:
+        if alias not in vars(np):
+            setattr(np, alias, getattr(np, target) if target else builtins[alias])
+            added.append(alias)
+    return added
+
+
+def fix_tfjs_graph(model: dict[str, Any]) -> dict[str, int]:
+    """Add the attributes TF 2.21 requires to a tfjs model.json in place; returns fix counts."""
+    counts = {"fused_conv_targs": 0, "topk_index_type": 0}
+    for node in model["modelTopology"]["node"]:
+        attr = node.setdefault("attr", {})
+        if node["op"] == "_FusedConv2D" and "TArgs" not in attr:
+            num_args = int(attr.get("num_args", {}).get("i", "0"))
+            attr["TArgs"] = {"list": {"type": [attr["T"]["type"]] * num_args}}
+            counts["fused_conv_targs"] += 1
+        elif node["op"] == "TopKV2" and "index_type" not in attr:
+            attr["index_type"] = {"type": "DT_INT32"}
+            counts["topk_index_type"] += 1
+    return counts
