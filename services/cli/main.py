@@ -21,7 +21,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
 app.add_typer(models_app, name="models")
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, status and errors
+output = Console()  # results, so they can be piped
 
 DEFAULT_URL = os.environ.get("POSEFLEET_URL", "http://127.0.0.1:8080")
 
@@ -102,7 +103,7 @@ def _print_job(job: dict[str, Any]) -> None:
         f"job [bold]{job['id']}[/bold] ({job.get('pipeline', '?')}): [bold]{job['status']}[/bold]"
     )
     if job.get("error"):
-        console.print(f"[red]{job['error']['code']}[/red]: {job['error']['message']}")
+        output.print(f"[red]{job['error']['code']}[/red]: {job['error']['message']}")
     nodes = job.get("nodes") or {}
     if nodes:
         console.print(
@@ -132,7 +133,7 @@ def _print_job(job: dict[str, Any]) -> None:
             f"{visible}/17",
             f"{nose['x']:.0f}, {nose['y']:.0f}",
         )
-    Console().print(table)
+    output.print(table)
 
 
 def _draw(data: bytes, people: list[dict[str, Any]], out: Path) -> None:

@@ -33,6 +33,7 @@ log = logging.getLogger("posefleet.worker")
 
 _SKIP = {b"duplicate", b"terminal", b"gone", b"expired"}
 _MAX_CACHED_DAGS = 64
+_TOP_UP_POLL_S = 0.001
 
 
 class Worker:
@@ -104,15 +105,15 @@ class Worker:
             batch = self.stream.read(self.max_batch, self.settings.block_ms)
             if not batch:
                 return []
+        # Top up with non-blocking reads: Redis expires a BLOCK timeout only on its server
+        # cron tick (100 ms at the default hz 10), far coarser than a few-ms batching window.
         deadline = time.monotonic() + self.max_delay_ms / 1000
         while len(batch) < self.max_batch:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:  # BLOCK 0 would mean "forever"
+            batch += self.stream.read(self.max_batch - len(batch), None)
+            remaining = deadline - time.monotonic()
+            if len(batch) >= self.max_batch or remaining <= 0:
                 break
-            more = self.stream.read(self.max_batch - len(batch), remaining_ms)
-            if not more:
-                break
-            batch += more
+            time.sleep(min(remaining, _TOP_UP_POLL_S))
         return batch
 
     # -- one batch ----------------------------------------------------------------------------

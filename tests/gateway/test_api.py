@@ -206,7 +206,7 @@ def test_api_keys_and_tenant_isolation(start_gateway):
 
 def test_pipeline_metadata(api):
     listing = api.get("/v1/pipelines").json()["pipelines"]
-    assert {p["name"] for p in listing} == {"single", "diamond", "slow"}
+    assert {p["name"] for p in listing} == {"single", "diamond", "slow", "slow-chain"}
     diamond = api.get("/v1/pipelines/diamond").json()
     assert diamond["inputs"] == ["image"]
     assert diamond["stages"] == ["measure", "scale", "total"]
