@@ -99,14 +99,14 @@ def submit(
 
 
 def _print_job(job: dict[str, Any]) -> None:
-    console.print(
+    output.print(
         f"job [bold]{job['id']}[/bold] ({job.get('pipeline', '?')}): [bold]{job['status']}[/bold]"
     )
     if job.get("error"):
         output.print(f"[red]{job['error']['code']}[/red]: {job['error']['message']}")
     nodes = job.get("nodes") or {}
     if nodes:
-        console.print(
+        output.print(
             "  "
             + ", ".join(
                 f"{name}: queue {n['queue_ms']} ms, compute {n['compute_ms']} ms"
