@@ -6,11 +6,20 @@ so every machine runs the same tests and none is skipped for want of Redis.
 """
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import redis
+from skimage import data
 
+from services.core.models.build import build_models
 from services.core.redis_server import LocalRedis, start_redis
+from services.core.settings import get_settings
+
+# Installed by `make test` / .ci/run (Debian package opencv-doc).
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +41,28 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def model_root() -> Path:
+    """The real model repository, built once (cached across runs under ~/.cache/posefleet)."""
+    settings = get_settings()
+    build_models(None, settings.model_root, settings.cache_dir)
+    return settings.model_root
+
+
+def encode(rgb: np.ndarray, ext: str = ".png") -> bytes:
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, bytes]:
+    """Bundled photos: scikit-image's (one person; none) and Debian opencv-doc's (two people)."""
+    return {
+        "astronaut": encode(data.astronaut(), ".jpg"),
+        "coffee": encode(data.coffee(), ".jpg"),
+        "basketball1": (OPENCV_DATA / "basketball1.png").read_bytes(),
+        "basketball2": (OPENCV_DATA / "basketball2.png").read_bytes(),
+    }

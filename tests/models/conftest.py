@@ -1,0 +1,48 @@
+import struct
+
+import pytest
+
+from services.core.handler import HandlerContext, Task
+from services.core.settings import get_settings
+from services.detector.handler import DetectorHandler
+from services.pose.handler import PoseHandler
+
+
+@pytest.fixture(scope="session")
+def detector(model_root) -> DetectorHandler:
+    handler = DetectorHandler()
+    handler.initialize(
+        HandlerContext("detector", get_settings(), model="centernet", options={"min_score": 0.25})
+    )
+    return handler
+
+
+@pytest.fixture(scope="session")
+def pose(model_root) -> PoseHandler:
+    handler = PoseHandler()
+    handler.initialize(HandlerContext("pose", get_settings(), model="movenet-lightning"))
+    return handler
+
+
+def run(handler, tasks: list[Task]) -> list[dict]:
+    return handler.postprocess(handler.inference(handler.preprocess(tasks)), tasks)
+
+
+def pipeline(detector, pose, images: list[bytes]) -> list[list[dict]]:
+    """detect → keypoints for several images, each stage as one batch."""
+    boxes = run(detector, [Task(f"j{i}", "detect", {"image": b}) for i, b in enumerate(images)])
+    tasks = [
+        Task(f"j{i}", "keypoints", {"image": b, "boxes": o["boxes"]})
+        for i, (b, o) in enumerate(zip(images, boxes, strict=True))
+    ]
+    return [o["people"] for o in run(pose, tasks)]
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Insert a minimal EXIF APP1 segment carrying only the Orientation tag (0x0112)."""
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8) + struct.pack(">H", 1)
+    tiff += struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    assert jpeg[:2] == b"\xff\xd8"
+    return jpeg[:2] + app1 + jpeg[2:]
