@@ -14,9 +14,13 @@ import pytest
 import redis
 from skimage import data
 
+from services.core.handler import HandlerContext
 from services.core.models.build import build_models
+from services.core.pipeline import load_pipelines
 from services.core.redis_server import LocalRedis, start_redis
 from services.core.settings import get_settings
+from services.detector.handler import DetectorHandler
+from services.pose.handler import PoseHandler
 
 # Installed by `make test` / .ci/run (Debian package opencv-doc).
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -66,3 +70,21 @@ def photos() -> dict[str, bytes]:
         "basketball1": (OPENCV_DATA / "basketball1.png").read_bytes(),
         "basketball2": (OPENCV_DATA / "basketball2.png").read_bytes(),
     }
+
+
+@pytest.fixture(scope="session")
+def detector(model_root) -> DetectorHandler:
+    """Configured like the served detector stage in pipelines.yaml."""
+    served = load_pipelines(get_settings().pipelines_file).stages["detector"]
+    handler = DetectorHandler()
+    handler.initialize(
+        HandlerContext("detector", get_settings(), model="centernet", options=served.options)
+    )
+    return handler
+
+
+@pytest.fixture(scope="session")
+def pose(model_root) -> PoseHandler:
+    handler = PoseHandler()
+    handler.initialize(HandlerContext("pose", get_settings(), model="movenet-lightning"))
+    return handler

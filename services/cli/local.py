@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from services.core import keys
 from services.core.pipeline import load_pipelines
 from services.core.settings import get_settings
+from services.core.worker import consumer_prefix
 
 
 def build_models_with_progress(console: Console, names: list[str] | None) -> list[Any]:
@@ -30,6 +34,29 @@ def build_models_with_progress(console: Console, names: list[str] | None) -> lis
             )
 
         return build_models(names, settings.model_root, settings.cache_dir, report)
+
+
+def wait_for_workers(redis_url: str, pids: dict[str, int], timeout_s: float) -> None:
+    """A worker is ready once it has joined its stage's consumer group, i.e. after its model
+    loaded; children are named ``{stage}-{n}`` by ``run_local_system``."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout_s
+    pending = {name: pid for name, pid in pids.items() if name.rsplit("-", 1)[0] != "gateway"}
+    try:
+        while pending:
+            for name, pid in list(pending.items()):
+                stage = name.rsplit("-", 1)[0]
+                try:
+                    consumers = client.xinfo_consumers(keys.stream(stage), keys.group(stage))
+                except redis.ResponseError:  # the group does not exist yet
+                    continue
+                if any(c["name"].decode().startswith(consumer_prefix(pid)) for c in consumers):
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"workers not ready after {timeout_s:.0f} s: {sorted(pending)}")
+            time.sleep(0.1)  # poll interval while models load
+    finally:
+        client.close()
 
 
 def run_local_system(
@@ -83,6 +110,8 @@ def run_local_system(
                     )
                 )
         supervisor.wait_ready(timeout_s=60)
+        with console.status("waiting for the workers to load their models"):
+            wait_for_workers(redis_url, supervisor.pids(), timeout_s=120)
         base = f"http://{host}:{port}"
         console.print(
             f"[bold green]Posefleet is up[/bold green]: {base}  (API docs {base}/docs)\n"

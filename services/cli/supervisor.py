@@ -106,6 +106,9 @@ class Supervisor:
         stream.close()
         self._events.put((name, None))  # EOF: the child has exited (or closed its output)
 
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self._procs.items()}
+
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         for name, spec in self._specs.items():

@@ -46,12 +46,14 @@ class StageStream:
 
     def ensure_group(self) -> None:
         """Create the group from the start of the stream, so tasks queued before any worker
-        existed are not skipped."""
+        existed are not skipped, and register this consumer at once: a reader that has not yet
+        received anything would otherwise be invisible to XINFO CONSUMERS."""
         try:
             self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        self.client.xgroup_createconsumer(self.stream, self.group, self.consumer)
 
     def read(self, count: int, block_ms: int | None) -> list[Delivery]:
         reply = self.client.xreadgroup(

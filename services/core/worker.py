@@ -36,6 +36,12 @@ _MAX_CACHED_DAGS = 64
 _TOP_UP_POLL_S = 0.001
 
 
+def consumer_prefix(pid: int) -> str:
+    """Consumer names start with host and pid, so a supervisor can tell which process a
+    consumer in the group is; the random tail keeps a restarted pid from reusing a name."""
+    return f"{socket.gethostname()}-{pid}-"
+
+
 class Worker:
     def __init__(
         self,
@@ -44,12 +50,13 @@ class Worker:
         handler: Handler,
         settings: Settings,
         consumer: str | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.stage = stage
         self.handler = handler
         self.settings = settings
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{token_hex(3)}"
+        self.consumer = consumer or consumer_prefix(os.getpid()) + token_hex(3)
         self.stream = StageStream(client, stage.name, self.consumer)
         self.steps = DagSteps(client)
         self.max_batch = stage.max_batch or settings.max_batch
@@ -58,7 +65,7 @@ class Worker:
         )
         self._visibility_ms = int(settings.visibility_timeout_s * 1000)
         self._next_claim = 0.0
-        self._stopping = threading.Event()
+        self._stopping = stopping or threading.Event()
         self._dags: dict[bytes, dict[str, Any]] = {}
 
     def stop(self, *_: object) -> None:
@@ -289,6 +296,10 @@ def run_stage(stage_name: str, settings: Settings | None = None) -> int:
             f"unknown stage '{stage_name}' (stages in {config.source}: {sorted(config.stages)})"
         )
     spec = config.stages[stage_name]
+    # Handlers first: a pod told to stop while its model loads exits cleanly right after.
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     handler = load_handler(spec)
     handler.initialize(
         HandlerContext(
@@ -299,8 +310,8 @@ def run_stage(stage_name: str, settings: Settings | None = None) -> int:
             options=spec.options,
         )
     )
-    worker = Worker(redis.Redis.from_url(settings.redis_url), spec, handler, settings)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
+    worker = Worker(
+        redis.Redis.from_url(settings.redis_url), spec, handler, settings, stopping=stopping
+    )
     worker.run()
     return 0

@@ -7,7 +7,7 @@ import pytest
 from services.core.handler import Task, TaskError
 from services.core.imaging import decode_image
 from tests.conftest import encode
-from tests.models.conftest import pipeline, run, with_exif_orientation
+from tests.inprocess import pipeline, run, with_exif_orientation
 
 
 def keypoints(person: dict) -> dict[str, tuple[float, float, float]]:

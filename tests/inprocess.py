@@ -1,27 +1,8 @@
+"""Run the real stage handlers in-process: the reference the served system must match."""
+
 import struct
 
-import pytest
-
-from services.core.handler import HandlerContext, Task
-from services.core.settings import get_settings
-from services.detector.handler import DetectorHandler
-from services.pose.handler import PoseHandler
-
-
-@pytest.fixture(scope="session")
-def detector(model_root) -> DetectorHandler:
-    handler = DetectorHandler()
-    handler.initialize(
-        HandlerContext("detector", get_settings(), model="centernet", options={"min_score": 0.25})
-    )
-    return handler
-
-
-@pytest.fixture(scope="session")
-def pose(model_root) -> PoseHandler:
-    handler = PoseHandler()
-    handler.initialize(HandlerContext("pose", get_settings(), model="movenet-lightning"))
-    return handler
+from services.core.handler import Task
 
 
 def run(handler, tasks: list[Task]) -> list[dict]:

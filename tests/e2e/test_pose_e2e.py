@@ -1,0 +1,114 @@
+"""The whole system as `make up` runs it: real gateway, workers, Redis, models, HTTP."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.e2e.stack import ROOT, descendants, local_stack
+from tests.inprocess import pipeline
+
+
+@pytest.fixture(scope="module")
+def stack(model_root):
+    with local_stack(model_root) as running:
+        yield running
+
+
+@pytest.fixture
+def api(stack):
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        yield client
+
+
+def assert_same_people(served: list[dict], reference: list[dict]) -> None:
+    assert len(served) == len(reference)
+    for a, b in zip(served, reference, strict=True):
+        np.testing.assert_allclose(a["box"], b["box"], atol=0.01)
+        np.testing.assert_allclose(
+            [[k["x"], k["y"], k["score"]] for k in a["keypoints"]],
+            [[k["x"], k["y"], k["score"]] for k in b["keypoints"]],
+            atol=0.01,
+        )
+        assert [k["name"] for k in a["keypoints"]] == [k["name"] for k in b["keypoints"]]
+
+
+@pytest.mark.parametrize("name", ["astronaut", "basketball1", "coffee"])
+def test_submit_poll_result_equals_in_process_handlers(api, photos, detector, pose, name):
+    accepted = api.post(
+        "/v1/pipelines/pose/jobs", content=photos[name], headers={"content-type": "image/jpeg"}
+    )
+    assert accepted.status_code == 202
+    job_id = accepted.json()["id"]
+    deadline = time.monotonic() + 30
+    while (job := api.get(f"/v1/jobs/{job_id}").json())["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)  # a client polling, as the README shows
+    assert job["status"] == "succeeded", job
+    (reference,) = pipeline(detector, pose, [photos[name]])
+    assert_same_people(job["result"]["people"], reference)
+    assert {n["status"] for n in job["nodes"].values()} == {"succeeded"}
+
+
+def test_prefer_wait_returns_the_skeletons(api, photos):
+    response = api.post(
+        "/v1/pipelines/pose/jobs", content=photos["basketball2"], headers={"prefer": "wait=20"}
+    )
+    assert response.status_code == 200
+    job = response.json()
+    assert job["image"]["width"] == 640 and job["image"]["height"] == 480
+    assert len(job["result"]["people"]) == 2
+
+
+def test_bad_input_through_the_real_stack(api, photos):
+    for body, status, code in [
+        (b"hello, not an image", 415, "unsupported_media_type"),
+        (photos["basketball1"][:100], 422, "undecodable_image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * (21 * 1024 * 1024), 413, "image_too_large"),
+    ]:
+        response = api.post("/v1/pipelines/pose/jobs", content=body)
+        assert response.status_code == status and response.json()["code"] == code
+
+
+def test_cli_submit_prints_people_and_draws(stack, photos, tmp_path):
+    image = tmp_path / "basketball.png"
+    image.write_bytes(photos["basketball1"])
+    out = tmp_path / "drawn.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "submit",
+            str(image),
+            "--pipeline",
+            "pose",
+            "--url",
+            stack.url,
+            "--draw",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 people in 640x480 px" in result.stdout and "succeeded" in result.stdout
+    assert out.stat().st_size > 10_000
+
+
+def test_ctrl_c_stops_every_process_cleanly(model_root):
+    with local_stack(model_root, "--workers-per-stage", "2") as stack:
+        children = stack.children()
+        assert len(children) >= 6  # redis, gateway, 2 detectors, 2 pose workers
+        stack.proc.send_signal(signal.SIGINT)
+        assert stack.proc.wait(timeout=60) == 0
+        output = stack.output()
+    for name in ("detector-1", "detector-2", "pose-1", "pose-2"):
+        assert f"{name}: exited 0" in output
+    assert not (children & descendants(1) - {stack.proc.pid}), "processes left running"
