@@ -45,9 +45,12 @@ def free_port() -> int:
 
 
 class LocalRedis:
-    def __init__(self, url: str, kind: str, stop: Any, tmp_dir: Path | None = None) -> None:
+    def __init__(
+        self, url: str, kind: str, stop: Any, tmp_dir: Path | None = None, pid: int | None = None
+    ) -> None:
         self.url = url
         self.kind = kind
+        self.pid = pid  # None when the server runs in a container
         self._stop = stop
         self._tmp_dir = tmp_dir
         self._stopped = False
@@ -156,7 +159,7 @@ def _start_binary(
         )
         url = f"redis://127.0.0.1:{chosen}/0"
         if _wait_ready(proc, url, ready_timeout_s):
-            return LocalRedis(url, kind, lambda p=proc: _terminate(p), tmp_dir)
+            return LocalRedis(url, kind, lambda p=proc: _terminate(p), tmp_dir, proc.pid)
         _terminate(proc)
         logfile = data_dir / "redis.log"
         output = logfile.read_text(errors="replace") if logfile.exists() else ""
