@@ -12,7 +12,7 @@ up: install
 	$(BIN)/posefleet up
 
 test: install test-data
-	$(BIN)/ruff check services tests
+	$(BIN)/ruff check services tests loadtest
 	$(BIN)/python -m pytest
 
 install: $(STAMP)
@@ -33,8 +33,8 @@ test-data:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq opencv-doc; }
 
 lint: install
-	$(BIN)/ruff check services tests
-	$(BIN)/ruff format --check services tests
+	$(BIN)/ruff check services tests loadtest
+	$(BIN)/ruff format --check services tests loadtest
 
 format: install
 	$(BIN)/ruff format services tests
