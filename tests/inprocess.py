@@ -2,6 +2,8 @@
 
 import struct
 
+import numpy as np
+
 from services.core.handler import Task
 
 
@@ -27,3 +29,15 @@ def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     app1 = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     assert jpeg[:2] == b"\xff\xd8"
     return jpeg[:2] + app1 + jpeg[2:]
+
+
+def assert_same_people(got: list[dict], expected: list[dict], atol: float) -> None:
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a["box"], b["box"], atol=atol)
+        np.testing.assert_allclose(
+            [[k["x"], k["y"], k["score"]] for k in a["keypoints"]],
+            [[k["x"], k["y"], k["score"]] for k in b["keypoints"]],
+            atol=atol,
+        )
+        assert [k["name"] for k in a["keypoints"]] == [k["name"] for k in b["keypoints"]]

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from fastapi import Request
 
 from services.core.dag import DagSteps
-from services.core.pipeline import PipelineConfig
+from services.core.pipeline import PipelineConfig, PipelineSpec
 from services.core.settings import Settings
 from services.gateway.errors import Problem
 from services.gateway.events import JobEvents
@@ -50,3 +50,14 @@ def tenant(request: Request) -> str:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return api_keys[key]
+
+
+def pipeline_spec(name: str, request: Request) -> PipelineSpec:
+    """The pipeline named in the path, or 404 listing the ones that exist."""
+    pipelines = request.app.state.gateway.config.pipelines
+    spec = pipelines.get(name)
+    if spec is None:
+        raise Problem(
+            404, "pipeline_not_found", f"no pipeline '{name}' (known: {sorted(pipelines)})"
+        )
+    return spec

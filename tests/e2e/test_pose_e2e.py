@@ -6,11 +6,10 @@ import sys
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.e2e.stack import ROOT, descendants, local_stack
-from tests.inprocess import pipeline
+from tests.inprocess import assert_same_people, pipeline
 
 
 @pytest.fixture(scope="module")
@@ -23,18 +22,6 @@ def stack(model_root):
 def api(stack):
     with httpx.Client(base_url=stack.url, timeout=60) as client:
         yield client
-
-
-def assert_same_people(served: list[dict], reference: list[dict]) -> None:
-    assert len(served) == len(reference)
-    for a, b in zip(served, reference, strict=True):
-        np.testing.assert_allclose(a["box"], b["box"], atol=0.01)
-        np.testing.assert_allclose(
-            [[k["x"], k["y"], k["score"]] for k in a["keypoints"]],
-            [[k["x"], k["y"], k["score"]] for k in b["keypoints"]],
-            atol=0.01,
-        )
-        assert [k["name"] for k in a["keypoints"]] == [k["name"] for k in b["keypoints"]]
 
 
 @pytest.mark.parametrize("name", ["astronaut", "basketball1", "coffee"])
@@ -50,7 +37,7 @@ def test_submit_poll_result_equals_in_process_handlers(api, photos, detector, po
         time.sleep(0.05)  # a client polling, as the README shows
     assert job["status"] == "succeeded", job
     (reference,) = pipeline(detector, pose, [photos[name]])
-    assert_same_people(job["result"]["people"], reference)
+    assert_same_people(job["result"]["people"], reference, atol=0.01)
     assert {n["status"] for n in job["nodes"].values()} == {"succeeded"}
 
 

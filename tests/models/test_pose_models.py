@@ -7,7 +7,7 @@ import pytest
 from services.core.handler import Task, TaskError
 from services.core.imaging import decode_image
 from tests.conftest import encode
-from tests.inprocess import pipeline, run, with_exif_orientation
+from tests.inprocess import assert_same_people, pipeline, run, with_exif_orientation
 
 
 def keypoints(person: dict) -> dict[str, tuple[float, float, float]]:
@@ -59,14 +59,7 @@ def test_batch_equals_one_at_a_time(detector, pose, photos):
     together = pipeline(detector, pose, images)
     for image, batched in zip(images, together, strict=True):
         (alone,) = pipeline(detector, pose, [image])
-        assert len(alone) == len(batched)
-        for a, b in zip(alone, batched, strict=True):
-            np.testing.assert_allclose(a["box"], b["box"], atol=0.05)
-            np.testing.assert_allclose(
-                [[k["x"], k["y"], k["score"]] for k in a["keypoints"]],
-                [[k["x"], k["y"], k["score"]] for k in b["keypoints"]],
-                atol=0.05,
-            )
+        assert_same_people(batched, alone, atol=0.05)
 
 
 def test_exif_rotated_photo_gives_keypoints_in_the_displayed_frame(detector, pose, photos):

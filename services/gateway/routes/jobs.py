@@ -21,7 +21,8 @@ from services.core import keys
 from services.core.imaging import UndecodableImage, decode_image, sniff_image_type
 from services.core.jobs import job_view
 from services.core.metrics import JOBS_REJECTED, JOBS_SUBMITTED
-from services.gateway.deps import Gateway, gateway, tenant
+from services.core.pipeline import PipelineSpec
+from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem
 from services.gateway.schemas import Job, JobAccepted
 
@@ -45,6 +46,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 TenantDep = Annotated[str, Depends(tenant)]
+SpecDep = Annotated[PipelineSpec, Depends(pipeline_spec)]
 
 
 def prefer_wait(request: Request, cap: float) -> float | None:
@@ -176,16 +178,12 @@ def _accepted(job_id: str, status: str, pipeline: str) -> dict[str, Any]:
         }
     },
 )
-async def submit_job(name: str, request: Request, gw: GatewayDep, caller: TenantDep) -> Response:
+async def submit_job(
+    request: Request, gw: GatewayDep, caller: TenantDep, spec: SpecDep
+) -> Response:
     """Submit an image; poll the returned link, or send ``Prefer: wait=N`` to get the finished
     job in this response when it completes within N seconds."""
-    spec = gw.config.pipelines.get(name)
-    if spec is None:
-        raise Problem(
-            404,
-            "pipeline_not_found",
-            f"no pipeline '{name}' (known: {sorted(gw.config.pipelines)})",
-        )
+    name = spec.name
     data = await read_image(request, gw.settings.max_image_bytes)
     mime = sniff_image_type(data)
     if mime is None:

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from services.core.pipeline import REQUEST_PREFIX, PipelineConfig, PipelineSpec
-from services.gateway.deps import Gateway, gateway, tenant
-from services.gateway.errors import Problem
+from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.schemas import Pipeline, PipelineList
 
 router = APIRouter(prefix="/v1", tags=["pipelines"], dependencies=[Depends(tenant)])
@@ -51,12 +50,7 @@ async def list_pipelines(gw: GatewayDep) -> dict[str, Any]:
 
 
 @router.get("/pipelines/{name}", response_model=Pipeline)
-async def get_pipeline(name: str, gw: GatewayDep) -> dict[str, Any]:
-    spec = gw.config.pipelines.get(name)
-    if spec is None:
-        raise Problem(
-            404,
-            "pipeline_not_found",
-            f"no pipeline '{name}' (known: {sorted(gw.config.pipelines)})",
-        )
+async def get_pipeline(
+    gw: GatewayDep, spec: Annotated[PipelineSpec, Depends(pipeline_spec)]
+) -> dict[str, Any]:
     return describe(gw.config, spec)
