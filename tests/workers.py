@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +14,7 @@ import uvicorn
 
 from services.core.handler import HandlerContext
 from services.core.pipeline import load_pipelines
+from services.core.redis_server import free_port
 from services.core.settings import Settings
 from services.core.worker import Worker, load_handler
 from services.gateway.app import create_app
@@ -60,12 +60,6 @@ def worker_threads() -> Iterator[Callable[[Worker], Worker]]:
             worker.stop()
         for _, thread in started:
             thread.join(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

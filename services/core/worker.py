@@ -73,19 +73,22 @@ class Worker:
         self._stopping.set()
 
     def run(self) -> None:
-        self.stream.ensure_group()
-        log.info(
-            "worker started",
-            extra={
-                "stage": self.stage.name,
-                "consumer": self.consumer,
-                "max_batch": self.max_batch,
-                "max_delay_ms": self.max_delay_ms,
-            },
-        )
+        joined = False
         backoff = 0.1
         while not self._stopping.is_set():
             try:
+                if not joined:  # also retried: Redis may come up after the worker
+                    self.stream.ensure_group()
+                    joined = True
+                    log.info(
+                        "worker started",
+                        extra={
+                            "stage": self.stage.name,
+                            "consumer": self.consumer,
+                            "max_batch": self.max_batch,
+                            "max_delay_ms": self.max_delay_ms,
+                        },
+                    )
                 batch = self.collect()
                 if batch:
                     self.process(batch)

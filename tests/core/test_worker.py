@@ -4,11 +4,14 @@ import threading
 import time
 
 import pytest
+import redis
 
 from services.core import keys
 from services.core.dag import DagSteps
 from services.core.pipeline import load_pipelines
+from services.core.redis_server import free_port, start_redis
 from services.core.settings import Settings
+from services.core.worker import Worker, load_handler
 from tests.jobwait import wait_terminal
 from tests.workers import TEST_PIPELINES, make_worker, worker_threads
 
@@ -151,3 +154,20 @@ def test_keepalive_stops_a_long_batch_being_stolen(redis_client, running):
     assert view["status"] == "succeeded"
     assert view["nodes"]["m"]["attempts"] == 1
     assert second.handler.calls == []
+
+
+def test_worker_started_before_redis_joins_once_it_is_up(running):
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+    worker = Worker(
+        client,
+        CONFIG.stages["measure"],
+        load_handler(CONFIG.stages["measure"]),
+        Settings(block_ms=50, pipelines_file=TEST_PIPELINES),
+    )
+    running(worker)  # retries with backoff while nothing listens on the port
+    with start_redis(port=port, order=("path", "embedded")):
+        submit(client, "late")
+        assert wait_terminal(client, "late", 15)["status"] == "succeeded"
+        worker.stop()

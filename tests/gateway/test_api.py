@@ -101,6 +101,22 @@ def test_too_large_is_413(api):
     )
 
 
+def test_multipart_part_just_over_the_limit_is_413(api):
+    # Small enough to pass the Content-Length pre-check, too big for the part limit.
+    slightly_big = png(40, 40, trailer=b"\0" * 55_000)
+    response = api.post("/v1/pipelines/single/jobs", files={"file": ("a.png", slightly_big)})
+    assert_problem(response, 413, "image_too_large")
+
+
+def test_malformed_multipart_is_400(api):
+    response = api.post(
+        "/v1/pipelines/single/jobs",
+        content=b"--x\r\nnonsense",
+        headers={"content-type": "multipart/form-data"},
+    )  # no boundary
+    assert_problem(response, 400, "bad_multipart")
+
+
 def test_not_an_image_is_415_even_when_labelled_as_one(api):
     response = api.post(
         "/v1/pipelines/single/jobs",

@@ -15,6 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from services.core import keys
@@ -61,7 +62,14 @@ async def read_image(request: Request, limit: int) -> bytes:
         raise Problem(413, "image_too_large", f"the body exceeds the {limit}-byte limit")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
+        try:
+            form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
+        except StarletteHTTPException as exc:  # Starlette's multipart parser refused the body
+            if "maximum size" in str(exc.detail):
+                too_large = f"the image exceeds the {limit}-byte limit"
+                raise Problem(413, "image_too_large", too_large) from None
+            malformed = f"the multipart body is malformed: {exc.detail}"
+            raise Problem(400, "bad_multipart", malformed) from None
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise Problem(400, "missing_file", "multipart body needs the image in a 'file' part")
