@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,18 @@ def build_models_with_progress(console: Console, names: list[str] | None) -> lis
             )
 
         return build_models(names, settings.model_root, settings.cache_dir, report)
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail before starting anything, with the fix, rather than after a gateway crash."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise RuntimeError(
+                f"cannot use {host}:{port} for the gateway ({exc.strerror}); "
+                "choose another port with --port N or PORT=N"
+            ) from None
 
 
 def wait_for_workers(redis_url: str, pids: dict[str, int], timeout_s: float) -> None:
@@ -72,6 +85,7 @@ def run_local_system(
     from services.core.redis_server import start_redis
 
     settings = get_settings()
+    ensure_port_free(host, port)
     config = load_pipelines(settings.pipelines_file)
     stages = sorted({s for p in config.pipelines.values() for s in p.stages()})
     if build:

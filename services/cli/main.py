@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -164,8 +164,13 @@ def models_build(
 
 
 def main() -> None:
+    """Console entry point: expected failures become one red line and exit 1, not a traceback."""
+    from services.core.models.build import ModelBuildError
+    from services.core.pipeline import PipelineConfigError
+    from services.core.redis_server import RedisUnavailable
+
     try:
         app()
-    except httpx.HTTPError as exc:  # pragma: no cover - last-resort message, not a traceback
-        console.print(f"[red]error:[/red] {exc}")
-        sys.exit(2)
+    except (ModelBuildError, PipelineConfigError, RedisUnavailable, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        sys.exit(1)
