@@ -154,8 +154,13 @@ def _start_binary(
             "--logfile",
             str(data_dir / "redis.log"),
         ]
+        # Own session: a terminal's Ctrl-C must not stop Redis before the services using it.
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         url = f"redis://127.0.0.1:{chosen}/0"
         if _wait_ready(proc, url, ready_timeout_s):
