@@ -67,6 +67,7 @@ def photos() -> dict[str, bytes]:
     return {
         "astronaut": encode(data.astronaut(), ".jpg"),
         "coffee": encode(data.coffee(), ".jpg"),
+        "chelsea": encode(data.chelsea(), ".jpg"),
         "basketball1": (OPENCV_DATA / "basketball1.png").read_bytes(),
         "basketball2": (OPENCV_DATA / "basketball2.png").read_bytes(),
     }

@@ -36,6 +36,8 @@ class StageSpec:
     max_batch: int | None = None
     max_delay_ms: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # node params this stage accepts: name -> {enum, type, minimum} (a small JSON-schema subset)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,7 @@ def _parse_stage(source: str, name: str, body: Any) -> StageSpec:
         "max_batch",
         "max_delay_ms",
         "options",
+        "params",
     }
     if unknown:
         raise PipelineConfigError(f"{where}: unknown keys {sorted(unknown)}")
@@ -187,6 +190,7 @@ def _parse_stage(source: str, name: str, body: Any) -> StageSpec:
         max_batch=body.get("max_batch"),
         max_delay_ms=body.get("max_delay_ms"),
         options=dict(body.get("options") or {}),
+        params=dict(body.get("params") or {}),
     )
 
 
@@ -256,7 +260,40 @@ def _parse_node(where: str, name: str, body: Any, stages: dict[str, StageSpec]) 
     params = body.get("params") or {}
     if not isinstance(params, dict):
         raise PipelineConfigError(f"{here}: 'params' must be a mapping")
+    for key, value in params.items():
+        _check_param(here, stages[stage], key, value)
     return NodeSpec(name=name, stage=stage, inputs=dict(inputs), params=dict(params))
+
+
+_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "array": (list,),
+    "boolean": (bool,),
+}
+
+
+def _check_param(here: str, stage: StageSpec, key: str, value: Any) -> None:
+    """Node params are checked against what the stage declares, so a typo such as an unknown
+    combine method stops start-up instead of failing every job."""
+    schema = stage.params.get(key)
+    if schema is None:
+        raise PipelineConfigError(
+            f"{here}: stage '{stage.name}' takes no param '{key}' (params: {sorted(stage.params)})"
+        )
+    if "enum" in schema and value not in schema["enum"]:
+        raise PipelineConfigError(
+            f"{here}: param '{key}' is '{value}', must be one of {schema['enum']}"
+        )
+    kind = schema.get("type")
+    if kind and (
+        not isinstance(value, _PARAM_TYPES[kind])
+        or (kind in ("integer", "number") and isinstance(value, bool))
+    ):
+        raise PipelineConfigError(f"{here}: param '{key}' must be of type {kind}")
+    if "minimum" in schema and value < schema["minimum"]:
+        raise PipelineConfigError(f"{here}: param '{key}' must be >= {schema['minimum']}")
 
 
 def _check_ref(

@@ -163,3 +163,49 @@ def test_unreadable_file(tmp_path: Path):
 def test_bad_yaml_names_the_file():
     with pytest.raises(PipelineConfigError, match=r"^x\.yaml: not valid YAML"):
         parse_pipelines("stages: [", source="x.yaml")
+
+
+PARAM_STAGES = """
+stages:
+  a: {handler: m:C, inputs: [image], outputs: [probs]}
+  fuse:
+    handler: m:C
+    inputs: [probs]
+    outputs: [label]
+    params:
+      method: {enum: [mean, weighted, vote, max]}
+      top_k: {type: integer, minimum: 1}
+      weights: {type: array}
+pipelines:
+  p:
+    nodes:
+      a: {stage: a, inputs: {image: $request.image}}
+      v: {stage: fuse, inputs: {probs: [a.probs]}, params: PARAMS}
+    outputs: {label: v.label}
+"""
+
+
+def param_error(params: str) -> str:
+    with pytest.raises(PipelineConfigError) as info:
+        parse_pipelines(PARAM_STAGES.replace("PARAMS", params), source="p.yaml")
+    return str(info.value)
+
+
+def test_unknown_combine_method_stops_loading():
+    msg = param_error("{method: median}")
+    assert msg.startswith("p.yaml: pipeline 'p', node 'v': param 'method' is 'median'")
+    assert "['mean', 'weighted', 'vote', 'max']" in msg
+
+
+def test_param_types_minimum_and_unknown_names():
+    assert "param 'top_k' must be of type integer" in param_error("{top_k: five}")
+    assert "param 'top_k' must be >= 1" in param_error("{top_k: 0}")
+    assert "param 'weights' must be of type array" in param_error("{weights: 2}")
+    assert "stage 'fuse' takes no param 'topk'" in param_error("{topk: 3}")
+
+
+def test_valid_params_are_kept():
+    spec = parse_pipelines(
+        PARAM_STAGES.replace("PARAMS", "{method: weighted, weights: [1, 2], top_k: 3}")
+    ).pipelines["p"]
+    assert spec.nodes["v"].params == {"method": "weighted", "weights": [1, 2], "top_k": 3}

