@@ -38,6 +38,8 @@ class StageSpec:
     options: dict[str, Any] = field(default_factory=dict)
     # node params this stage accepts: name -> {enum, type, minimum} (a small JSON-schema subset)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # JSON schema of each output, when the stage declares outputs as a mapping
+    output_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,14 @@ class PipelineSpec:
 
     def stages(self) -> list[str]:
         return sorted({n.stage for n in self.nodes.values()})
+
+    def output_schemas(self, stages: dict[str, StageSpec]) -> dict[str, dict[str, Any]]:
+        """The JSON schema of each pipeline output, from the stage that produces it."""
+        schemas = {}
+        for name, ref in self.outputs.items():
+            node, _, fld = ref.partition(".")
+            schemas[name] = stages[self.nodes[node].stage].output_schemas.get(fld, {})
+        return schemas
 
     def compile(self) -> dict[str, Any]:
         """The job record's copy of this DAG, read by the Lua DAG steps and the workers."""
@@ -137,6 +147,10 @@ def parse_pipelines(text: str, source: str = "<string>") -> PipelineConfig:
         raise PipelineConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise PipelineConfigError(f"{source}: expected a mapping with 'stages' and 'pipelines'")
+    # 'schemas' only holds YAML anchors that stage outputs reuse.
+    unknown = set(raw) - {"stages", "pipelines", "schemas"}
+    if unknown:
+        raise PipelineConfigError(f"{source}: unknown top-level keys {sorted(unknown)}")
     stages = {
         name: _parse_stage(source, name, body)
         for name, body in _mapping(source, raw, "stages").items()
@@ -179,6 +193,8 @@ def _parse_stage(source: str, name: str, body: Any) -> StageSpec:
     inputs, outputs = body.get("inputs") or [], body.get("outputs") or []
     if not outputs:
         raise PipelineConfigError(f"{where}: declares no outputs")
+    # outputs: a list of names, or a mapping of names to the JSON schema of each
+    schemas = {k: v or {} for k, v in outputs.items()} if isinstance(outputs, dict) else {}
     version = body.get("model_version")
     return StageSpec(
         name=name,
@@ -191,6 +207,7 @@ def _parse_stage(source: str, name: str, body: Any) -> StageSpec:
         max_delay_ms=body.get("max_delay_ms"),
         options=dict(body.get("options") or {}),
         params=dict(body.get("params") or {}),
+        output_schemas=schemas,
     )
 
 

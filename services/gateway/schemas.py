@@ -74,6 +74,9 @@ class Pipeline(BaseModel):
     description: str
     inputs: list[str]
     outputs: dict[str, str]
+    output_schemas: dict[str, dict[str, Any]] = Field(
+        description="JSON schema of each output in a succeeded job's result"
+    )
     stages: list[str]
     nodes: list[PipelineNode]
     edges: list[tuple[str, str]]

@@ -209,3 +209,24 @@ def test_valid_params_are_kept():
         PARAM_STAGES.replace("PARAMS", "{method: weighted, weights: [1, 2], top_k: 3}")
     ).pipelines["p"]
     assert spec.nodes["v"].params == {"method": "weighted", "weights": [1, 2], "top_k": 3}
+
+
+def test_outputs_may_declare_json_schemas_and_pipelines_publish_them():
+    config = parse_pipelines("""
+schemas:
+  num: &num {type: number}
+stages:
+  s: {handler: m:C, inputs: [image], outputs: {value: *num, raw: }}
+pipelines:
+  p:
+    nodes:
+      n: {stage: s, inputs: {image: $request.image}}
+    outputs: {v: n.value, r: n.raw}
+""")
+    assert config.stages["s"].outputs == ("value", "raw")
+    assert config.pipelines["p"].output_schemas(config.stages) == {"v": {"type": "number"}, "r": {}}
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(PipelineConfigError, match="unknown top-level keys \\['stage'\\]"):
+        parse_pipelines("stage: {}\npipelines: {}", source="x.yaml")

@@ -6,6 +6,7 @@ import sys
 import time
 
 import httpx
+import jsonschema
 import pytest
 
 from tests.e2e.stack import ROOT, descendants, local_stack
@@ -125,3 +126,19 @@ def test_scene_merges_both_pipelines_from_config_alone(api, photos):
     assert job["status"] == "succeeded", job
     assert set(job["result"]) == {"people", "label", "top_k"}
     assert len(job["result"]["people"]) == 2 and len(job["result"]["top_k"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "photo"),
+    [("pose", "basketball1"), ("classify", "chelsea"), ("scene", "astronaut"), ("pose", "coffee")],
+)
+def test_results_match_the_published_output_schemas(api, photos, pipeline, photo):
+    schemas = api.get(f"/v1/pipelines/{pipeline}").json()["output_schemas"]
+    job = api.post(
+        f"/v1/pipelines/{pipeline}/jobs", content=photos[photo], headers={"prefer": "wait=30"}
+    ).json()
+    assert job["status"] == "succeeded", job
+    assert set(schemas) == set(job["result"])
+    for name, value in job["result"].items():
+        assert schemas[name], f"{pipeline}.{name} publishes no schema"
+        jsonschema.validate(value, schemas[name])

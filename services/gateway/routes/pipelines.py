@@ -28,6 +28,7 @@ def describe(config: PipelineConfig, spec: PipelineSpec) -> dict[str, Any]:
         "description": spec.description,
         "inputs": request_inputs,
         "outputs": spec.outputs,
+        "output_schemas": spec.output_schemas(config.stages),
         "stages": spec.stages(),
         "nodes": [
             {
