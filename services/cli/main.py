@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.pipelines import app as pipelines_app
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
@@ -21,6 +23,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
 app.add_typer(models_app, name="models")
+app.add_typer(pipelines_app, name="pipelines")
 console = Console(stderr=True)  # progress, status and errors
 output = Console()  # results, so they can be piped
 

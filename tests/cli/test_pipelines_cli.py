@@ -1,0 +1,47 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from services.cli.pipelines import layers, render
+from services.core.pipeline import load_pipelines
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = load_pipelines(ROOT / "pipelines.yaml")
+
+
+def posefleet(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_layers_put_parallel_branches_side_by_side():
+    assert layers(CONFIG.pipelines["scene"]) == [["detect", "a", "b"], ["keypoints", "vote"]]
+    assert layers(CONFIG.pipelines["pose"]) == [["detect"], ["keypoints"]]
+
+
+def test_show_draws_steps_inputs_and_outputs():
+    text = render(CONFIG, CONFIG.pipelines["classify"])
+    assert "   step 1 │ a [classifier-a model=efficientnet-lite0] ← image=$request.image" in text
+    assert "   step 2 │ vote [combine method=mean top_k=5] ← probs=[a.probs, b.probs]" in text
+    assert text.splitlines()[-1].startswith("  outputs │ label ← vote.label")
+    result = posefleet("pipelines", "show", "classify")
+    assert result.returncode == 0 and "step 2" in result.stdout
+
+
+def test_validate_accepts_the_default_file_and_names_the_error(tmp_path):
+    ok = posefleet("pipelines", "validate", str(ROOT / "pipelines.yaml"))
+    assert ok.returncode == 0 and "OK — 5 stages, 3 pipelines" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "stages:\n  s: {handler: m:C, inputs: [image], outputs: [x]}\n"
+        "pipelines:\n  p:\n    nodes:\n      a: {stage: s, inputs: {image: $request.image}}\n"
+        "      a: {stage: s, inputs: {image: $request.image}}\n    outputs: {x: a.x}\n"
+    )
+    result = posefleet("pipelines", "validate", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}: duplicate key 'a' at line 7" in result.stderr.replace("\n", "")
