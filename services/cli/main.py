@@ -152,6 +152,32 @@ def _draw(data: bytes, people: list[dict[str, Any]], out: Path) -> None:
     console.print(f"wrote {out}")
 
 
+@app.command("eval")
+def evaluate(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="images to send")],
+    pipeline: Annotated[str, typer.Option("--pipeline", "-p")] = "classify",
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="CSV of file,expected label (a|b for alternatives)"
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="requests in flight")] = 1,
+    url: Annotated[str, typer.Option(envvar="POSEFLEET_URL", help="gateway URL")] = DEFAULT_URL,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for each job")] = 60.0,
+    api_key: Annotated[str | None, typer.Option(envvar="POSEFLEET_API_KEY")] = None,
+) -> None:
+    """Send every image in FOLDER; print latency percentiles, throughput and accuracy."""
+    from services.cli.evaluate import read_expected, report, run_eval
+
+    expected = read_expected(labels) if labels else None
+    started = time.perf_counter()
+    outcomes = run_eval(url, api_key, folder, pipeline, concurrency, timeout, console)
+    report(outcomes, time.perf_counter() - started, expected, output)
+    failed = any(o.job is None or o.job["status"] != "succeeded" for o in outcomes)
+    raise typer.Exit(1 if failed else 0)
+
+
 @models_app.command("build")
 def models_build(
     names: Annotated[

@@ -142,3 +142,37 @@ def test_results_match_the_published_output_schemas(api, photos, pipeline, photo
     for name, value in job["result"].items():
         assert schemas[name], f"{pipeline}.{name} publishes no schema"
         jsonschema.validate(value, schemas[name])
+
+
+def test_eval_client_reports_latency_throughput_and_accuracy(stack, photos, tmp_path):
+    for name in ("chelsea", "coffee", "astronaut"):
+        (tmp_path / f"{name}.jpg").write_bytes(photos[name])
+    labels = tmp_path / "labels.csv"
+    labels.write_text("chelsea.jpg,tabby|tiger cat|Egyptian cat\ncoffee.jpg,espresso\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "eval",
+            str(tmp_path),
+            "--pipeline",
+            "classify",
+            "--labels",
+            str(labels),
+            "--concurrency",
+            "2",
+            "--url",
+            stack.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 images, 3 succeeded" in result.stdout
+    for column in ("min ms", "p50 ms", "p90 ms", "p99 ms", "max ms", "img/s"):
+        assert column in result.stdout
+    assert "✓ chelsea.jpg" in result.stdout and "✓ coffee.jpg" in result.stdout
+    assert "accuracy: 2/2 = 100.0%" in result.stdout
