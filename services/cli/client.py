@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -51,6 +52,28 @@ class JobClient:
                 on_poll(job)
             if job["status"] in TERMINAL or remaining <= 0:
                 return job
+
+    def submit_batch(
+        self, pipeline: str, upload: bytes, frame_stride: int = 1, max_frames: int | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, int] = {"frame_stride": frame_stride}
+        if max_frames:
+            params["max_frames"] = max_frames
+        path = f"/v1/pipelines/{pipeline}/batches?" + "&".join(
+            f"{k}={v}" for k, v in params.items()
+        )
+        return self._json(
+            self._request("POST", path, upload, {"content-type": "application/octet-stream"})
+        )
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json(self._request("GET", f"/v1/batches/{batch_id}", None, {}))
+
+    def batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        response = self._request("GET", f"/v1/batches/{batch_id}/results", None, {})
+        if response.status_code >= 400:
+            self._json(response)
+        return [json.loads(line) for line in response.text.splitlines() if line]
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]

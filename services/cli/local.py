@@ -49,16 +49,15 @@ def ensure_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def wait_for_workers(redis_url: str, pids: dict[str, int], timeout_s: float) -> None:
-    """A worker is ready once it has joined its stage's consumer group, i.e. after its model
-    loaded; children are named ``{stage}-{n}`` by ``run_local_system``."""
+def wait_for_workers(redis_url: str, workers: dict[str, tuple[str, int]], timeout_s: float) -> None:
+    """A stage worker is ready once it has joined its stage's consumer group, i.e. after its
+    model loaded. ``workers`` maps a process name to its (stage, pid)."""
     client = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + timeout_s
-    pending = {name: pid for name, pid in pids.items() if name.rsplit("-", 1)[0] != "gateway"}
+    pending = dict(workers)
     try:
         while pending:
-            for name, pid in list(pending.items()):
-                stage = name.rsplit("-", 1)[0]
+            for name, (stage, pid) in list(pending.items()):
                 try:
                     consumers = client.xinfo_consumers(keys.stream(stage), keys.group(stage))
                 except redis.ResponseError:  # the group does not exist yet
@@ -116,16 +115,19 @@ def run_local_system(
                 ready_url=f"http://{host}:{port}/readyz",
             )
         )
+        workers = {}
         for stage in stages:
             for i in range(1, workers_per_stage + 1):
-                supervisor.start(
-                    ProcessSpec(
-                        f"{stage}-{i}", [sys.executable, "-m", "services.cli", "worker", stage], env
-                    )
-                )
+                name = f"{stage}-{i}"
+                argv = [sys.executable, "-m", "services.cli", "worker", stage]
+                supervisor.start(ProcessSpec(name, argv, env))
+                workers[name] = (stage, supervisor.pids()[name])
+        supervisor.start(
+            ProcessSpec("control-1", [sys.executable, "-m", "services.cli", "control-worker"], env)
+        )
         supervisor.wait_ready(timeout_s=60)
         with console.status("waiting for the workers to load their models"):
-            wait_for_workers(redis_url, supervisor.pids(), timeout_s=120)
+            wait_for_workers(redis_url, workers, timeout_s=120)
         base = f"http://{host}:{port}"
         console.print(
             f"[bold green]Posefleet is up[/bold green]: {base}  (API docs {base}/docs)\n"

@@ -24,10 +24,11 @@ app = typer.Typer(
 models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
 app.add_typer(models_app, name="models")
 app.add_typer(pipelines_app, name="pipelines")
-console = Console(stderr=True)  # progress, status and errors
-output = Console()  # results, so they can be piped
+console = Console(stderr=True, soft_wrap=True)  # progress, status and errors
+output = Console(soft_wrap=True)  # results, so they can be piped
 
 DEFAULT_URL = os.environ.get("POSEFLEET_URL", "http://127.0.0.1:8080")
+BATCH_SUFFIXES = {".mp4", ".avi", ".webm", ".mkv", ".zip"}
 
 
 @app.command()
@@ -64,6 +65,17 @@ def worker(stage: Annotated[str, typer.Argument(help="stage name from pipelines.
     raise typer.Exit(run_stage(stage))
 
 
+@app.command("control-worker")
+def control_worker() -> None:
+    """Run the control-plane worker (RQ): video/zip batch expansion."""
+    from services.control.queue import run_control_worker
+    from services.core.logs import configure_logging
+    from services.core.settings import get_settings
+
+    configure_logging("control")
+    raise typer.Exit(run_control_worker(get_settings()))
+
+
 @app.command()
 def submit(
     image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JPEG/PNG/WebP")],
@@ -74,10 +86,31 @@ def submit(
     draw: Annotated[Path | None, typer.Option(help="write the photo with skeletons drawn")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the job as JSON")] = False,
     api_key: Annotated[str | None, typer.Option(envvar="POSEFLEET_API_KEY")] = None,
+    frame_stride: Annotated[int, typer.Option(min=1, help="videos: every n-th frame")] = 1,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="videos/zips: at most")] = None,
 ) -> None:
-    """Submit IMAGE to a pipeline and print what it found."""
+    """Submit IMAGE to a pipeline and print what it found. A video (.mp4/.avi/.webm) or a .zip
+    of images becomes a batch: a progress bar, then one result line per frame."""
     from services.cli.client import JobClient, JobClientError
 
+    if image.suffix.lower() in BATCH_SUFFIXES:
+        from services.cli.batch import submit_batch
+
+        raise typer.Exit(
+            submit_batch(
+                image,
+                pipeline,
+                url,
+                api_key,
+                frame_stride,
+                max_frames,
+                timeout,
+                draw,
+                as_json,
+                console,
+                output,
+            )
+        )
     data = image.read_bytes()
     try:
         with JobClient(url, api_key) as client:

@@ -34,3 +34,18 @@ def dead(stage: str) -> str:
 
 def idempotency(tenant: str, key: str) -> str:
     return f"{PREFIX}idem:{tenant}:{key}"
+
+
+CONTROL_QUEUE = "posefleet-control"
+
+
+def upload(batch_id: str) -> str:
+    return f"{PREFIX}upload:{batch_id}"
+
+
+def batch(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_results(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}:results"

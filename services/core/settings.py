@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(24 * 3600, ge=60)
     job_deadline_s: float = Field(600.0, gt=0)
     max_backlog: int = Field(10_000, ge=1, description="queued tasks per stage before 429")
+    # Bulk/video batches (control plane, RQ)
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    max_batch_frames: int = Field(10_000, ge=1)
+    batch_window: int = Field(16, ge=1, description="frame jobs in flight per batch")
     api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> tenant")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
@@ -14,7 +15,7 @@ from services.core.settings import Settings, get_settings
 from services.gateway import errors
 from services.gateway.deps import Gateway
 from services.gateway.events import JobEvents
-from services.gateway.routes import health, jobs, pipelines
+from services.gateway.routes import batches, health, jobs, pipelines
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -31,12 +32,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await events.start()
         # Ready means waiters can be woken; if Redis is down, start anyway and report not ready.
         await events.wait_subscribed(timeout_s=2.0)
-        app.state.gateway = Gateway(settings, config, client, DagSteps(client), events)
+        sync_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+        app.state.gateway = Gateway(settings, config, client, DagSteps(client), events, sync_client)
         try:
             yield
         finally:
             await events.stop()
             await client.aclose()
+            sync_client.close()
 
     app = FastAPI(
         title="Posefleet",
@@ -46,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)
     return app

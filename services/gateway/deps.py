@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import Request
 
@@ -21,6 +22,8 @@ class Gateway:
     redis: aioredis.Redis
     steps: DagSteps
     events: JobEvents
+    # RQ (the control plane) speaks only the sync client; used from the thread pool.
+    sync_redis: redis.Redis
 
 
 def gateway(request: Request) -> Gateway:

@@ -93,3 +93,30 @@ class Problem(BaseModel):
     code: str
     detail: str
     instance: str | None = None
+
+
+class BatchLinks(BaseModel):
+    self: str
+    results: str
+
+
+class BatchAccepted(BaseModel):
+    id: str
+    status: Literal["queued"]
+    pipeline: str
+    kind: Literal["video", "zip"]
+    links: BatchLinks
+
+
+class Batch(BaseModel):
+    id: str
+    pipeline: str
+    kind: Literal["video", "zip"]
+    status: Literal["queued", "running", "succeeded", "failed", "canceled", "expired"]
+    total: int | None = Field(None, description="frames in the batch, known once all submitted")
+    submitted: int
+    done: int
+    failed: int
+    progress: float | None
+    results_url: str
+    error: JobError | None = None

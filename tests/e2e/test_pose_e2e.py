@@ -5,24 +5,11 @@ import subprocess
 import sys
 import time
 
-import httpx
 import jsonschema
 import pytest
 
 from tests.e2e.stack import ROOT, descendants, local_stack
 from tests.inprocess import assert_same_people, pipeline
-
-
-@pytest.fixture(scope="module")
-def stack(model_root):
-    with local_stack(model_root) as running:
-        yield running
-
-
-@pytest.fixture
-def api(stack):
-    with httpx.Client(base_url=stack.url, timeout=60) as client:
-        yield client
 
 
 @pytest.mark.parametrize("name", ["astronaut", "basketball1", "coffee"])

@@ -55,24 +55,24 @@ def prefer_wait(request: Request, cap: float) -> float | None:
     return min(float(match.group(1)), cap) if match else None
 
 
-async def read_image(request: Request, limit: int) -> bytes:
-    """The image from a raw body or a multipart ``file`` part, refusing oversize early."""
+async def read_upload(request: Request, limit: int, what: str = "image") -> bytes:
+    """The upload from a raw body or a multipart ``file`` part, refusing oversize early."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise Problem(413, "image_too_large", f"the body exceeds the {limit}-byte limit")
+        raise Problem(413, f"{what}_too_large", f"the body exceeds the {limit}-byte limit")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=1, max_fields=8, max_part_size=limit + 1)
         except StarletteHTTPException as exc:  # Starlette's multipart parser refused the body
             if "maximum size" in str(exc.detail):
-                too_large = f"the image exceeds the {limit}-byte limit"
-                raise Problem(413, "image_too_large", too_large) from None
+                too_large = f"the {what} exceeds the {limit}-byte limit"
+                raise Problem(413, f"{what}_too_large", too_large) from None
             malformed = f"the multipart body is malformed: {exc.detail}"
             raise Problem(400, "bad_multipart", malformed) from None
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise Problem(400, "missing_file", "multipart body needs the image in a 'file' part")
+            raise Problem(400, "missing_file", f"multipart body needs the {what} in a 'file' part")
         data = await upload.read()
     else:
         chunks, size = [], 0
@@ -81,16 +81,16 @@ async def read_image(request: Request, limit: int) -> bytes:
                 size += len(chunk)
                 if size > limit:
                     raise Problem(
-                        413, "image_too_large", f"the body exceeds the {limit}-byte limit"
+                        413, f"{what}_too_large", f"the body exceeds the {limit}-byte limit"
                     )
                 chunks.append(chunk)
         except ClientDisconnect:
             raise Problem(400, "incomplete_body", "the client closed the request early") from None
         data = b"".join(chunks)
     if len(data) > limit:
-        raise Problem(413, "image_too_large", f"the image exceeds the {limit}-byte limit")
+        raise Problem(413, f"{what}_too_large", f"the {what} exceeds the {limit}-byte limit")
     if not data:
-        raise Problem(400, "empty_body", "send the image bytes as the body or a 'file' part")
+        raise Problem(400, "empty_body", f"send the {what} bytes as the body or a 'file' part")
     return data
 
 
@@ -192,7 +192,7 @@ async def submit_job(
     """Submit an image; poll the returned link, or send ``Prefer: wait=N`` to get the finished
     job in this response when it completes within N seconds."""
     name = spec.name
-    data = await read_image(request, gw.settings.max_image_bytes)
+    data = await read_upload(request, gw.settings.max_image_bytes)
     mime = sniff_image_type(data)
     if mime is None:
         JOBS_REJECTED.labels(name, "unsupported_media_type").inc()

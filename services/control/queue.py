@@ -1,0 +1,73 @@
+"""The control-plane queue (RQ): enqueue batch expansions, read their state, run the worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from rq import Queue, Retry, SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from services.control.batches import expand_batch
+from services.core import keys
+from services.core.settings import Settings
+
+log = logging.getLogger("posefleet.control")
+
+# Retried by RQ with these back-off intervals (seconds) when a batch job raises or its worker
+# dies; frame jobs already submitted are found again by their idempotency keys.
+RETRY_INTERVALS = [5, 30, 120]
+BATCH_TIMEOUT_S = 6 * 3600
+
+_STATES = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.DEFERRED: "queued",
+    JobStatus.STARTED: "running",
+    JobStatus.SCHEDULED: "running",  # waiting for a retry interval
+    JobStatus.FINISHED: "succeeded",
+    JobStatus.FAILED: "failed",
+    JobStatus.STOPPED: "failed",
+    JobStatus.CANCELED: "canceled",
+}
+
+
+def control_queue(client: redis.Redis) -> Queue:
+    return Queue(keys.CONTROL_QUEUE, connection=client)
+
+
+def enqueue_batch(client: redis.Redis, batch_id: str, settings: Settings) -> Job:
+    return control_queue(client).enqueue_call(
+        expand_batch,
+        args=(batch_id,),
+        job_id=batch_id,
+        timeout=BATCH_TIMEOUT_S,
+        result_ttl=settings.result_ttl_s,
+        failure_ttl=settings.result_ttl_s,
+        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+        meta={"total": None, "submitted": 0, "done": 0, "failed": 0},
+        description=f"expand batch {batch_id}",
+    )
+
+
+def batch_state(client: redis.Redis, batch_id: str) -> dict[str, Any]:
+    """Status and progress from the RQ job; ``gone`` once RQ's result TTL has passed."""
+    try:
+        job = Job.fetch(batch_id, connection=client)
+    except NoSuchJobError:
+        return {"status": "expired"}
+    state: dict[str, Any] = {"status": _STATES.get(job.get_status(), "running"), **job.meta}
+    if state["status"] == "failed" and job.exc_info:
+        state["error"] = {"code": "batch_failed", "message": job.exc_info.strip().splitlines()[-1]}
+    return state
+
+
+def run_control_worker(settings: Settings) -> int:
+    """``posefleet control-worker``: an RQ SimpleWorker (no fork per job: batch jobs are long
+    and few) with RQ's scheduler, which runs the retry intervals."""
+    client = redis.Redis.from_url(settings.redis_url)
+    worker = SimpleWorker([control_queue(client)], connection=client)
+    log.info("control worker started", extra={"queue": keys.CONTROL_QUEUE})
+    worker.work(with_scheduler=True, logging_level="WARNING")
+    return 0
