@@ -1,22 +1,11 @@
-import subprocess
-import sys
 from pathlib import Path
 
 from services.cli.pipelines import layers, render
 from services.core.pipeline import load_pipelines
+from tests.clirun import posefleet
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_pipelines(ROOT / "pipelines.yaml")
-
-
-def posefleet(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_layers_put_parallel_branches_side_by_side():

@@ -1,8 +1,7 @@
 """Video and zip batches through the control plane (RQ) and the normal pipeline."""
 
 import io
-import subprocess
-import sys
+import json
 import time
 import zipfile
 
@@ -10,8 +9,8 @@ import cv2
 import pytest
 
 from services.control.batches import sniff_batch_type, video_frames, zip_frames
+from tests.clirun import posefleet
 from tests.conftest import OPENCV_DATA
-from tests.e2e.stack import ROOT
 
 VIDEO = OPENCV_DATA / "vtest.avi"
 
@@ -27,8 +26,6 @@ def wait_batch(api, batch_id: str, timeout_s: float = 120) -> dict:
 def results(api, batch_id: str) -> list[dict]:
     response = api.get(f"/v1/batches/{batch_id}/results")
     assert response.headers["content-type"].startswith("application/x-ndjson")
-    import json
-
     return [json.loads(line) for line in response.text.splitlines()]
 
 
@@ -84,28 +81,19 @@ def test_batch_input_errors(api):
 
 def test_cli_submit_video_writes_an_annotated_video(stack, tmp_path):
     out = tmp_path / "annotated.avi"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "submit",
-            str(VIDEO),
-            "--pipeline",
-            "pose",
-            "--frame-stride",
-            "60",
-            "--max-frames",
-            "3",
-            "--draw",
-            str(out),
-            "--url",
-            stack.url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = posefleet(
+        "submit",
+        str(VIDEO),
+        "--pipeline",
+        "pose",
+        "--frame-stride",
+        "60",
+        "--max-frames",
+        "3",
+        "--draw",
+        str(out),
+        "--url",
+        stack.url,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded, 3 frames done, 0 failed" in result.stdout

@@ -1,14 +1,13 @@
 """The whole system as `make up` runs it: real gateway, workers, Redis, models, HTTP."""
 
 import signal
-import subprocess
-import sys
 import time
 
 import jsonschema
 import pytest
 
-from tests.e2e.stack import ROOT, descendants, local_stack
+from tests.clirun import posefleet
+from tests.e2e.stack import descendants, local_stack
 from tests.inprocess import assert_same_people, pipeline
 
 
@@ -53,24 +52,8 @@ def test_cli_submit_prints_people_and_draws(stack, photos, tmp_path):
     image = tmp_path / "basketball.png"
     image.write_bytes(photos["basketball1"])
     out = tmp_path / "drawn.png"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "submit",
-            str(image),
-            "--pipeline",
-            "pose",
-            "--url",
-            stack.url,
-            "--draw",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    result = posefleet(
+        "submit", str(image), "--pipeline", "pose", "--url", stack.url, "--draw", str(out)
     )
     assert result.returncode == 0, result.stderr
     assert "2 people in 640x480 px" in result.stdout and "succeeded" in result.stdout
@@ -136,26 +119,17 @@ def test_eval_client_reports_latency_throughput_and_accuracy(stack, photos, tmp_
         (tmp_path / f"{name}.jpg").write_bytes(photos[name])
     labels = tmp_path / "labels.csv"
     labels.write_text("chelsea.jpg,tabby|tiger cat|Egyptian cat\ncoffee.jpg,espresso\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "eval",
-            str(tmp_path),
-            "--pipeline",
-            "classify",
-            "--labels",
-            str(labels),
-            "--concurrency",
-            "2",
-            "--url",
-            stack.url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = posefleet(
+        "eval",
+        str(tmp_path),
+        "--pipeline",
+        "classify",
+        "--labels",
+        str(labels),
+        "--concurrency",
+        "2",
+        "--url",
+        stack.url,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 images, 3 succeeded" in result.stdout

