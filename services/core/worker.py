@@ -49,14 +49,13 @@ class Worker:
         stage: StageSpec,
         handler: Handler,
         settings: Settings,
-        consumer: str | None = None,
         stopping: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.stage = stage
         self.handler = handler
         self.settings = settings
-        self.consumer = consumer or consumer_prefix(os.getpid()) + token_hex(3)
+        self.consumer = consumer_prefix(os.getpid()) + token_hex(3)
         self.stream = StageStream(client, stage.name, self.consumer)
         self.steps = DagSteps(client)
         self.max_batch = stage.max_batch or settings.max_batch
@@ -68,7 +67,7 @@ class Worker:
         self._stopping = stopping or threading.Event()
         self._dags: dict[bytes, dict[str, Any]] = {}
 
-    def stop(self, *_: object) -> None:
+    def stop(self) -> None:
         """Stop pulling work; the batch in hand is finished and acked first."""
         self._stopping.set()
 
@@ -151,8 +150,8 @@ class Worker:
             started = time.perf_counter()
             outcomes = self._execute([t for _, t in runnable]) if runnable else []
             compute_ms = (time.perf_counter() - started) * 1000
-            for (d, task), outcome in zip(runnable, outcomes, strict=True):
-                self._finish(d, task, outcome, compute_ms, finish)
+            for (d, _), outcome in zip(runnable, outcomes, strict=True):
+                self._finish(d, outcome, compute_ms, finish)
             finish.execute()
         log.debug(
             "batch done", extra={"stage": self.stage.name, "size": len(batch), "ran": len(runnable)}
@@ -215,7 +214,6 @@ class Worker:
     def _finish(
         self,
         d: Delivery,
-        task: Task,
         outcome: dict[str, Any] | BaseException,
         compute_ms: float,
         finish: Any,
