@@ -130,15 +130,22 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
             rq_job.save_meta()
 
     def settle() -> None:
-        """Record every in-flight frame job that has finished."""
+        """Record every in-flight frame job that has finished. Statuses are read first, and
+        whole records (with their outputs) only for the jobs that are done."""
         pipe = client.pipeline(transaction=False)
         ids = list(in_flight)
         for job_id in ids:
+            pipe.hget(keys.job(job_id), "status")
+        statuses = pipe.execute()
+        finished = [
+            j
+            for j, st in zip(ids, statuses, strict=True)
+            if st is None or st.decode() in keys.TERMINAL
+        ]
+        for job_id in finished:
             pipe.hgetall(keys.job(job_id))
-        for job_id, raw in zip(ids, pipe.execute(), strict=True):
+        for job_id, raw in zip(finished, pipe.execute(), strict=True):
             view = job_view(raw) if raw else {"status": "expired"}
-            if view["status"] not in keys.TERMINAL:
-                continue
             frame = in_flight.pop(job_id)
             line: dict[str, Any] = {
                 "frame": frame.index,
