@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from services.core import keys
 from services.core.pipeline import load_pipelines
+from services.core.redis_server import free_port
 from services.core.settings import get_settings
 from services.core.worker import consumer_prefix
 
@@ -120,7 +121,8 @@ def run_local_system(
             for i in range(1, workers_per_stage + 1):
                 name = f"{stage}-{i}"
                 argv = [sys.executable, "-m", "services.cli", "worker", stage]
-                supervisor.start(ProcessSpec(name, argv, env))
+                ports = {"POSEFLEET_METRICS_PORT": str(free_port())}  # /metrics, /healthz
+                supervisor.start(ProcessSpec(name, argv, {**env, **ports}))
                 workers[name] = (stage, supervisor.pids()[name])
         supervisor.start(
             ProcessSpec("control-1", [sys.executable, "-m", "services.cli", "control-worker"], env)

@@ -81,7 +81,8 @@ class DagSteps:
     def begin(
         self, job_id: str, node: str, worker: str, pool: str, max_attempts: int, client: Any = None
     ) -> Any:
-        """Returns ``[b'run', attempts, dag, *input values]`` or ``[reason, detail]``."""
+        """Returns ``[b'run', attempts, queue_ms, job_age_ms, dag, *input values]`` or
+        ``[reason, detail]``; the times are measured on the Redis clock."""
         return self._begin(
             keys=[keys.job(job_id), keys.blob(job_id)],
             args=[node, worker, pool, max_attempts, keys.EVENTS_CHANNEL],

@@ -1,16 +1,62 @@
 """Prometheus metric definitions (DESIGN §7), declared once so every service uses the same names.
 
-The full set, with worker-side histograms and cost, is built out by its own issue; these are the
-ones the gateway needs now.
+Histograms resolve 1 ms to 10 s. Job durations are observed by the worker whose DAG step
+finishes the job; queue waits come from the Redis clock (enqueue → begin); backlog and dead
+letters are read from Redis when scraped, so they are right even when no worker runs.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 JOBS_SUBMITTED = Counter(
     "posefleet_jobs_submitted_total", "Jobs accepted by the gateway", ["pipeline"]
 )
 JOBS_REJECTED = Counter(
     "posefleet_jobs_rejected_total", "Submissions refused by the gateway", ["pipeline", "code"]
+)
+JOB_DURATION = Histogram(
+    "posefleet_job_duration_seconds",
+    "Job creation to terminal state",
+    ["pipeline", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_BACKLOG = Gauge(
+    "posefleet_stage_backlog", "Tasks in a stage's stream: waiting plus in flight", ["stage"]
+)
+DEAD_LETTERS = Gauge("posefleet_dead_letters", "Entries in a stage's dead-letter stream", ["stage"])
+STAGE_QUEUE_WAIT = Histogram(
+    "posefleet_stage_queue_wait_seconds",
+    "Enqueue to start of a task (Redis clock)",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_INFERENCE = Histogram(
+    "posefleet_stage_inference_seconds",
+    "A batch's inference phase",
+    ["stage", "pool", "backend"],
+    buckets=LATENCY_BUCKETS,
+)
+STAGE_BATCH_SIZE = Histogram(
+    "posefleet_stage_batch_size",
+    "Tasks run together in one batch",
+    ["stage"],
+    buckets=BATCH_BUCKETS,
+)
+STAGE_TASKS = Counter(
+    "posefleet_stage_tasks_total",
+    "Tasks settled by a worker: succeeded, failed, skipped (job gone/finished/canceled), "
+    "dead_lettered",
+    ["stage", "pool", "outcome"],
+)
+WORKER_BUSY = Counter(
+    "posefleet_worker_busy_seconds_total",
+    "Time a worker spent processing batches",
+    ["stage", "pool"],
+)
+NODE_POOL_COST = Gauge(
+    "posefleet_node_pool_hourly_cost_dollars", "Hourly price of one node of a pool", ["pool"]
 )

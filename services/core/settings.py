@@ -29,10 +29,21 @@ class Settings(BaseSettings):
     max_delay_ms: int = Field(5, ge=0)
     visibility_timeout_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1)
+    # A batch still running after this is considered hung: its tasks are no longer kept from
+    # other workers and /healthz reports the worker stuck. Pod grace periods must exceed it.
+    batch_timeout_s: float = Field(300.0, gt=0)
     block_ms: int = Field(
         500, ge=10, description="longest wait for work before re-checking shutdown"
     )
     pool: str = "cpu"
+    # Workers serve /metrics and /healthz here (0 = no server, e.g. several workers per host
+    # without distinct ports).
+    metrics_port: int = Field(9100, ge=0, le=65535)
+    # Hourly price of one node per pool, for cost per 1000 images. Defaults: AWS on-demand
+    # us-east-1 list prices (2025) of c6i.large (2 vCPU), g4dn.xlarge (T4) and inf2.xlarge.
+    pool_hourly_cost: dict[str, float] = Field(
+        default_factory=lambda: {"cpu": 0.085, "gpu": 0.526, "inferentia": 0.7582}
+    )
 
     # onnxruntime session threads; 0 lets onnxruntime choose.
     intra_op_threads: int = Field(0, ge=0)

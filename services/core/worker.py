@@ -8,6 +8,7 @@ It owns what a handler must never see: dynamic batching (block for the first tas
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -18,14 +19,26 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from secrets import token_hex
 from typing import Any
 
 import redis
 
+from services.core.backlog import backlog_commands, record_backlog
 from services.core.dag import DagSteps
 from services.core.handler import Handler, HandlerContext, Task, TaskError
+from services.core.metrics import (
+    JOB_DURATION,
+    NODE_POOL_COST,
+    STAGE_BATCH_SIZE,
+    STAGE_INFERENCE,
+    STAGE_QUEUE_WAIT,
+    STAGE_TASKS,
+    WORKER_BUSY,
+)
 from services.core.pipeline import REQUEST_PREFIX, StageSpec, load_pipelines
+from services.core.probes import Heartbeat, ProbeServer
 from services.core.settings import Settings, get_settings
 from services.core.streams import Delivery, StageStream
 
@@ -66,6 +79,11 @@ class Worker:
         self._next_claim = 0.0
         self._stopping = stopping or threading.Event()
         self._dags: dict[bytes, dict[str, Any]] = {}
+        self.heartbeat = Heartbeat(settings.batch_timeout_s + settings.block_ms / 1000 + 5)
+        self.pool = settings.pool
+        model = getattr(handler, "model", None)
+        self.backend = getattr(model, "backend", "none")
+        NODE_POOL_COST.labels(self.pool).set(settings.pool_hourly_cost.get(self.pool, 0.0))
 
     def stop(self) -> None:
         """Stop pulling work; the batch in hand is finished and acked first."""
@@ -75,6 +93,7 @@ class Worker:
         joined = False
         backoff = 0.1
         while not self._stopping.is_set():
+            self.heartbeat.beat()
             try:
                 if not joined:  # also retried: Redis may come up after the worker
                     self.stream.ensure_group()
@@ -127,6 +146,7 @@ class Worker:
 
     # -- one batch ----------------------------------------------------------------------------
     def process(self, batch: list[Delivery]) -> None:
+        started = time.perf_counter()
         with self._keepalive([d.entry_id for d in batch]):
             pipe = self.client.pipeline(transaction=False)
             for d in batch:
@@ -134,38 +154,45 @@ class Worker:
                     d.job_id,
                     d.node,
                     self.consumer,
-                    self.settings.pool,
+                    self.pool,
                     self.settings.max_attempts,
                     client=pipe,
                 )
             begun = pipe.execute(raise_on_error=False)
 
             finish = self.client.pipeline(transaction=False)
-            runnable: list[tuple[Delivery, Task]] = []
+            settled: list[_Settled] = []  # what each DAG step in ``finish`` means
+            runnable: list[tuple[Delivery, Task, _Settled]] = []
             for d, reply in zip(batch, begun, strict=True):
-                task = self._admit(d, reply, finish)
-                if task is not None:
-                    runnable.append((d, task))
+                admitted = self._admit(d, reply, finish, settled)
+                if admitted is not None:
+                    runnable.append(admitted)
 
-            started = time.perf_counter()
-            outcomes = self._execute([t for _, t in runnable]) if runnable else []
-            compute_ms = (time.perf_counter() - started) * 1000
-            for (d, _), outcome in zip(runnable, outcomes, strict=True):
-                self._finish(d, outcome, compute_ms, finish)
-            finish.execute()
-        log.debug(
-            "batch done", extra={"stage": self.stage.name, "size": len(batch), "ran": len(runnable)}
-        )
+            if runnable:
+                STAGE_BATCH_SIZE.labels(self.stage.name).observe(len(runnable))
+                phase_started = time.perf_counter()
+                outcomes = self._execute([t for _, t, _ in runnable])
+                compute_ms = (time.perf_counter() - phase_started) * 1000
+                for (d, _, info), outcome in zip(runnable, outcomes, strict=True):
+                    self._finish(d, outcome, compute_ms, finish, info, settled)
+            self._observe(settled, finish.execute())
+        WORKER_BUSY.labels(self.stage.name, self.pool).inc(time.perf_counter() - started)
 
-    def _admit(self, d: Delivery, reply: Any, finish: Any) -> Task | None:
+    def _admit(
+        self, d: Delivery, reply: Any, finish: Any, settled: list[_Settled]
+    ) -> tuple[Delivery, Task, _Settled] | None:
         """Turn a begin reply into a Task, or settle the delivery here when it must not run."""
         if isinstance(reply, Exception):
             raise reply
         kind = reply[0]
         if kind == b"run":
-            return self._task(d, reply[2], reply[3:])
+            queue_ms, age_ms = int(reply[2]), int(reply[3])
+            STAGE_QUEUE_WAIT.labels(self.stage.name).observe(queue_ms / 1000)
+            task, pipeline = self._task(d, reply[4], reply[5:])
+            return d, task, _Settled(pipeline, age_ms, time.monotonic())
         if kind in _SKIP:
             self.stream.ack([d.entry_id], pipe=finish)
+            STAGE_TASKS.labels(self.stage.name, self.pool, "skipped").inc()
             return None
         if kind == b"exhausted":
             error = {
@@ -175,15 +202,7 @@ class Worker:
                 "message": f"the task was delivered {reply[1].decode()} times without "
                 "finishing (worker crashes or timeouts); moved to dead letters",
             }
-            self.steps.fail(
-                d.job_id,
-                d.node,
-                self.stage.name,
-                d.entry_id,
-                error,
-                dead_letter_reason="max_attempts_exceeded",
-                client=finish,
-            )
+            outcome, reason = "dead_lettered", "max_attempts_exceeded"
         else:  # b"missing": an upstream output vanished, which only expiry can cause
             error = {
                 "code": "missing_input",
@@ -191,10 +210,20 @@ class Worker:
                 "stage": self.stage.name,
                 "message": f"input {reply[1].decode()} is no longer stored",
             }
-            self.steps.fail(d.job_id, d.node, self.stage.name, d.entry_id, error, client=finish)
+            outcome, reason = "failed", ""
+        settled.append(_Settled(None, 0, 0.0, len(finish.command_stack), outcome))
+        self.steps.fail(
+            d.job_id,
+            d.node,
+            self.stage.name,
+            d.entry_id,
+            error,
+            dead_letter_reason=reason,
+            client=finish,
+        )
         return None
 
-    def _task(self, d: Delivery, dag_json: bytes, values: list[bytes]) -> Task:
+    def _task(self, d: Delivery, dag_json: bytes, values: list[bytes]) -> tuple[Task, str]:
         dag = self._dags.get(dag_json)
         if dag is None:
             if len(self._dags) >= _MAX_CACHED_DAGS:
@@ -209,7 +238,8 @@ class Worker:
             name: [by_ref[r] for r in ref] if isinstance(ref, list) else by_ref[ref]
             for name, ref in node["inputs"].items()
         }
-        return Task(job_id=d.job_id, node=d.node, inputs=inputs, params=node["params"])
+        task = Task(job_id=d.job_id, node=d.node, inputs=inputs, params=node["params"])
+        return task, dag["pipeline"]
 
     def _finish(
         self,
@@ -217,7 +247,10 @@ class Worker:
         outcome: dict[str, Any] | BaseException,
         compute_ms: float,
         finish: Any,
+        info: _Settled,
+        settled: list[_Settled],
     ) -> None:
+        index = len(finish.command_stack)
         if isinstance(outcome, dict):
             try:
                 self.steps.complete(
@@ -229,6 +262,7 @@ class Worker:
                     compute_ms,
                     client=finish,
                 )
+                settled.append(info.at(index, "succeeded"))
                 return
             except (TypeError, ValueError) as exc:  # not JSON-serialisable: a handler bug
                 outcome = exc
@@ -241,13 +275,28 @@ class Worker:
             )
         error = {"code": code, "node": d.node, "stage": self.stage.name, "message": str(outcome)}
         self.steps.fail(d.job_id, d.node, self.stage.name, d.entry_id, error, client=finish)
+        settled.append(info.at(index, "failed"))
+
+    def _observe(self, settled: list[_Settled], replies: list[Any]) -> None:
+        """Count each settled task, and time each job whose last step this batch ran."""
+        for item in settled:
+            STAGE_TASKS.labels(self.stage.name, self.pool, item.outcome).inc()
+            reply = replies[item.index]
+            if item.pipeline is not None and reply in (b"finished", b"failed"):
+                seconds = item.age_ms / 1000 + time.monotonic() - item.begun
+                status = "succeeded" if reply == b"finished" else "failed"
+                JOB_DURATION.labels(item.pipeline, status).observe(seconds)
 
     def _execute(self, tasks: list[Task]) -> list[dict[str, Any] | BaseException]:
         """Run the batch; if it raises, run its tasks one by one so only the culprit fails."""
         try:
-            outputs = self.handler.postprocess(
-                self.handler.inference(self.handler.preprocess(tasks)), tasks
+            batch = self.handler.preprocess(tasks)
+            started = time.perf_counter()
+            raw = self.handler.inference(batch)
+            STAGE_INFERENCE.labels(self.stage.name, self.pool, self.backend).observe(
+                time.perf_counter() - started
             )
+            outputs = self.handler.postprocess(raw, tasks)
             if len(outputs) != len(tasks):
                 raise RuntimeError(
                     f"postprocess returned {len(outputs)} results for {len(tasks)} tasks"
@@ -260,11 +309,20 @@ class Worker:
 
     @contextmanager
     def _keepalive(self, entry_ids: list[str]) -> Iterator[None]:
+        """Keep the batch's entries from being reclaimed while it runs — but only up to
+        ``batch_timeout_s``: a hung batch must not hold its tasks forever."""
         done = threading.Event()
         interval = self.settings.visibility_timeout_s / 3
+        deadline = time.monotonic() + self.settings.batch_timeout_s
 
         def beat() -> None:
             while not done.wait(interval):
+                if time.monotonic() > deadline:
+                    log.error(
+                        "batch exceeded batch_timeout_s; releasing its tasks",
+                        extra={"stage": self.stage.name, "tasks": len(entry_ids)},
+                    )
+                    return
                 try:
                     self.stream.touch(entry_ids)
                 except redis.RedisError as exc:
@@ -277,6 +335,28 @@ class Worker:
         finally:
             done.set()
             thread.join()
+
+    def refresh_backlog(self) -> None:
+        """Scrape-time gauges of this worker's stage (its KEDA/Prometheus scaling signal)."""
+        pipe = self.client.pipeline(transaction=False)
+        names = backlog_commands(pipe, [self.stage.name])
+        with contextlib.suppress(redis.RedisError):
+            record_backlog(names, pipe.execute())
+
+
+@dataclass(slots=True)
+class _Settled:
+    """A task settled in a batch: its pipeline, its job's age when it began, and which command
+    of the finishing pipeline carries its DAG step (to learn whether it ended the job)."""
+
+    pipeline: str | None
+    age_ms: int
+    begun: float
+    index: int = -1
+    outcome: str = ""
+
+    def at(self, index: int, outcome: str) -> _Settled:
+        return _Settled(self.pipeline, self.age_ms, self.begun, index, outcome)
 
 
 def load_handler(stage: StageSpec) -> Handler:
@@ -314,5 +394,15 @@ def run_stage(stage_name: str, settings: Settings | None = None) -> int:
     worker = Worker(
         redis.Redis.from_url(settings.redis_url), spec, handler, settings, stopping=stopping
     )
-    worker.run()
+    probes = None
+    if settings.metrics_port:
+        probes = ProbeServer(
+            settings.metrics_port, worker.heartbeat.check, worker.refresh_backlog
+        ).start()
+        log.info("probes listening", extra={"port": probes.port, "paths": "/metrics /healthz"})
+    try:
+        worker.run()
+    finally:
+        if probes is not None:
+            probes.stop()
     return 0

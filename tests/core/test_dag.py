@@ -65,7 +65,8 @@ def test_begin_resolves_inputs_and_marks_running(steps, redis_client):
     ((_entry, job_id, node),) = take(redis_client, "measure")
     reply = steps.begin(job_id, node, "w1", "cpu", 3)
     assert reply[0] == b"run" and reply[1] == b"1"
-    assert reply[3] == b"\x00binary\xff"
+    assert int(reply[2]) >= 0 and int(reply[3]) >= int(reply[2])  # queue time, job age
+    assert reply[5] == b"\x00binary\xff"
     view = job_view(redis_client.hgetall(keys.job("j1")))
     assert view["status"] == "running"
     assert view["nodes"]["m"]["worker"] == "w1" and view["nodes"]["m"]["queue_ms"] >= 0
@@ -79,7 +80,7 @@ def test_fan_out_fan_in_and_final_result(steps, redis_client):
     assert redis_client.xlen(keys.stream("scale")) == 2  # fan-out: both branches released
 
     def scaled(node, begun):
-        return {"value": json.loads(begun[3]) * (2 if node == "double" else 3)}
+        return {"value": json.loads(begun[5]) * (2 if node == "double" else 3)}
 
     # First branch done: the fan-in node still waits for the second.
     (entry, job_id, node), second = take(redis_client, "scale")
@@ -95,7 +96,7 @@ def test_fan_out_fan_in_and_final_result(steps, redis_client):
 
     ((entry, job_id, node),) = take(redis_client, "total")
     begun = steps.begin(job_id, node, "w1", "cpu", 3)
-    values = [json.loads(v) for v in begun[3:]]
+    values = [json.loads(v) for v in begun[5:]]
     assert sorted(values) == [6, 9]
     assert (
         steps.complete(job_id, node, "total", entry, {"total": 15, "parts": 2}, 1.0) == b"finished"

@@ -33,6 +33,7 @@ def spawn(redis_url) -> Iterator:
             "POSEFLEET_REDIS_URL": redis_url,
             "POSEFLEET_PIPELINES_FILE": str(TEST_PIPELINES),
             "POSEFLEET_BLOCK_MS": "100",
+            "POSEFLEET_METRICS_PORT": "0",
             "POSEFLEET_VISIBILITY_TIMEOUT_S": str(visibility_timeout_s),
         }
         proc = subprocess.Popen(

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import png
+from tests.scrape import scrape
 from tests.workers import make_worker, worker_threads
 
 PROBLEM = "application/problem+json"
@@ -253,3 +254,13 @@ def test_probes_metrics_and_docs(api, workers):
     assert api.get("/docs").status_code == 200
     paths = api.get("/openapi.json").json()["paths"]
     assert "/v1/pipelines/{name}/jobs" in paths and "/v1/jobs/{job_id}" in paths
+
+
+def test_gateway_metrics_include_backlog_of_every_stage(start_gateway):
+    url = start_gateway()
+    with httpx.Client(base_url=url) as api:
+        for _ in range(2):
+            api.post("/v1/pipelines/single/jobs", content=png())
+        metrics = scrape(url)
+    assert metrics[("posefleet_stage_backlog", frozenset({("stage", "measure")}))] == 2
+    assert metrics[("posefleet_stage_backlog", frozenset({("stage", "total")}))] == 0

@@ -2,7 +2,7 @@
 -- and return the node's resolved input values, all in one round trip.
 -- KEYS[1] job hash, KEYS[2] request image blob
 -- ARGV[1] node, ARGV[2] worker, ARGV[3] pool, ARGV[4] max attempts, ARGV[5] events channel
--- Returns {'run', attempts, dag, value...} or {reason, detail}.
+-- Returns {'run', attempts, queue ms, job age ms, dag, value...} or {reason, detail}.
 local job, node = KEYS[1], ARGV[1]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -24,7 +24,9 @@ if attempts > tonumber(ARGV[4]) then return {'exhausted', tostring(attempts - 1)
 redis.call('HSET', job, np .. 'status', 'running', np .. 'start', now, np .. 'worker', ARGV[2],
   np .. 'pool', ARGV[3], 'status', 'running', 'updated_at', now)
 local dag = redis.call('HGET', job, 'dag')
-local out = {'run', tostring(attempts), dag}
+local queued = now - tonumber(redis.call('HGET', job, np .. 'enq') or now)
+local age = now - tonumber(redis.call('HGET', job, 'created_at'))
+local out = {'run', tostring(attempts), tostring(queued), tostring(age), dag}
 for _, ref in ipairs(cjson.decode(dag).nodes[node].refs) do
   local value
   if ref == '$request.image' then value = redis.call('GET', KEYS[2])

@@ -21,6 +21,8 @@ class OnnxModel:
         options.intra_op_num_threads = intra_op_threads
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        # metrics label: "onnxruntime-cpu", "onnxruntime-cuda", ...
+        self.backend = "onnxruntime-" + providers[0].removesuffix("ExecutionProvider").lower()
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 

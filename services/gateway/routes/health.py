@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import redis
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.core.backlog import backlog_commands, record_backlog
 from services.gateway.deps import Gateway, gateway
 
 router = APIRouter(tags=["health"])
@@ -37,5 +39,10 @@ async def readyz(gw: GatewayDep) -> Response:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(gw: GatewayDep) -> Response:
+    """The gateway's own metrics plus every stage's backlog and dead letters, read now."""
+    pipe = gw.redis.pipeline(transaction=False)
+    names = backlog_commands(pipe, gw.config.stages)
+    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+        record_backlog(names, await pipe.execute())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
