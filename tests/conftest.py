@@ -5,7 +5,8 @@ The server comes from ``start_redis`` — the code ``posefleet up`` uses — try
 so every machine runs the same tests and none is skipped for want of Redis.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
@@ -18,9 +19,10 @@ from services.core.handler import HandlerContext
 from services.core.models.build import build_models
 from services.core.pipeline import load_pipelines
 from services.core.redis_server import LocalRedis, start_redis
-from services.core.settings import get_settings
+from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
 from services.pose.handler import PoseHandler
+from tests.workers import TEST_PIPELINES, gateway_server
 
 # Installed by `make test` / .ci/run (Debian package opencv-doc).
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -89,3 +91,17 @@ def pose(model_root) -> PoseHandler:
     handler = PoseHandler()
     handler.initialize(HandlerContext("pose", get_settings(), model="movenet-lightning"))
     return handler
+
+
+@pytest.fixture
+def start_gateway(redis_url) -> Iterator[Callable[..., str]]:
+    """Start a gateway on the test pipelines; keyword arguments override settings."""
+    with ExitStack() as stack:
+
+        def start(**overrides: object) -> str:
+            settings = Settings(
+                **{"redis_url": redis_url, "pipelines_file": TEST_PIPELINES, **overrides}
+            )
+            return stack.enter_context(gateway_server(settings))
+
+        yield start

@@ -18,8 +18,9 @@ from services.core import keys
 from services.core.pipeline import PipelineSpec
 
 
-def _script(name: str) -> str:
-    return resources.files("services.core").joinpath("lua", f"{name}.lua").read_text()
+def _script(name: str, *libraries: str) -> str:
+    lua = resources.files("services.core").joinpath("lua")
+    return "\n".join(lua.joinpath(f"{n}.lua").read_text() for n in (*libraries, name))
 
 
 def job_fields(spec: PipelineSpec, extra: dict[str, str]) -> dict[str, str]:
@@ -42,8 +43,8 @@ class DagSteps:
     def __init__(self, client: Any) -> None:
         self._create = client.register_script(_script("create"))
         self._begin = client.register_script(_script("begin"))
-        self._complete = client.register_script(_script("complete"))
-        self._fail = client.register_script(_script("fail"))
+        self._complete = client.register_script(_script("complete", "stats"))
+        self._fail = client.register_script(_script("fail", "stats"))
         self._cancel = client.register_script(_script("cancel"))
 
     def create(
@@ -103,7 +104,7 @@ class DagSteps:
         for field, value in outputs.items():
             pairs += [field, json.dumps(value, separators=(",", ":"), allow_nan=False)]
         return self._complete(
-            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage)],
+            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage), keys.STATS_STREAM],
             args=[
                 node,
                 round(compute_ms, 3),
@@ -127,7 +128,13 @@ class DagSteps:
         client: Any = None,
     ) -> Any:
         return self._fail(
-            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage), keys.dead(stage)],
+            keys=[
+                keys.job(job_id),
+                keys.blob(job_id),
+                keys.stream(stage),
+                keys.dead(stage),
+                keys.STATS_STREAM,
+            ],
             args=[
                 node,
                 job_id,

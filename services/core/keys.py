@@ -9,6 +9,8 @@ from __future__ import annotations
 PREFIX = "pf:"
 STREAM_PREFIX = PREFIX + "stage:"
 EVENTS_CHANNEL = PREFIX + "events"
+STATS_STREAM = PREFIX + "stats:jobs"  # one summary per ended job, read by GET /v1/stats
+WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
 TERMINAL = ("succeeded", "failed", "canceled", "expired")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from services.core import keys
 from services.core.backlog import backlog_commands, record_backlog
 from services.core.dag import DagSteps
 from services.core.handler import Handler, HandlerContext, Task, TaskError
@@ -47,6 +48,7 @@ log = logging.getLogger("posefleet.worker")
 _SKIP = {b"duplicate", b"terminal", b"gone", b"expired"}
 _MAX_CACHED_DAGS = 64
 _TOP_UP_POLL_S = 0.001
+_REGISTER_EVERY_S = 5.0
 
 
 def consumer_prefix(pid: int) -> str:
@@ -77,6 +79,8 @@ class Worker:
         )
         self._visibility_ms = int(settings.visibility_timeout_s * 1000)
         self._next_claim = 0.0
+        self._next_register = 0.0
+        self._started_ms: int | None = None
         self._stopping = stopping or threading.Event()
         self._dags: dict[bytes, dict[str, Any]] = {}
         self.heartbeat = Heartbeat(settings.batch_timeout_s + settings.block_ms / 1000 + 5)
@@ -107,6 +111,7 @@ class Worker:
                             "max_delay_ms": self.max_delay_ms,
                         },
                     )
+                self._register()
                 batch = self.collect()
                 if batch:
                     self.process(batch)
@@ -118,6 +123,23 @@ class Worker:
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         log.info("worker stopped", extra={"stage": self.stage.name, "consumer": self.consumer})
+
+    def _register(self) -> None:
+        """Announce this replica (stage, pool, lifetime) every few seconds: GET /v1/stats turns
+        these records into replica-hours per pool, the cost side of cost per 1000 images."""
+        if time.monotonic() < self._next_register:
+            return
+        self._next_register = time.monotonic() + _REGISTER_EVERY_S
+        seconds, micros = self.client.time()  # the Redis clock, like every job timestamp
+        now_ms = seconds * 1000 + micros // 1000
+        self._started_ms = self._started_ms or now_ms
+        record = {
+            "stage": self.stage.name,
+            "pool": self.pool,
+            "started_ms": self._started_ms,
+            "seen_ms": now_ms,
+        }
+        self.client.hset(keys.WORKERS, self.consumer, json.dumps(record))
 
     # -- batching ---------------------------------------------------------------------------
     def collect(self) -> list[Delivery]:

@@ -1,12 +1,5 @@
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-
 import cv2
 import numpy as np
-import pytest
-
-from services.core.settings import Settings
-from tests.workers import TEST_PIPELINES, gateway_server
 
 
 def png(width: int = 32, height: int = 24, trailer: bytes = b"") -> bytes:
@@ -15,17 +8,3 @@ def png(width: int = 32, height: int = 24, trailer: bytes = b"") -> bytes:
     ok, buf = cv2.imencode(".png", pixels)
     assert ok
     return buf.tobytes() + trailer
-
-
-@pytest.fixture
-def start_gateway(redis_url) -> Iterator[Callable[..., str]]:
-    """Start a gateway on the test pipelines; keyword arguments override settings."""
-    with ExitStack() as stack:
-
-        def start(**overrides: object) -> str:
-            settings = Settings(
-                **{"redis_url": redis_url, "pipelines_file": TEST_PIPELINES, **overrides}
-            )
-            return stack.enter_context(gateway_server(settings))
-
-        yield start

@@ -1,6 +1,6 @@
 -- A node finished: ack its task, store its outputs (once), release successors whose inputs are
 -- all ready, and finish the job when the last node is done. Idempotent under redelivery.
--- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] this stage's stream
+-- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] this stage's stream, KEYS[4] stats
 -- ARGV[1] node, ARGV[2] compute ms, ARGV[3] group, ARGV[4] stream entry id, ARGV[5] stream
 -- prefix, ARGV[6] events channel, ARGV[7..] output field, json pairs
 local job, node = KEYS[1], ARGV[1]
@@ -34,6 +34,7 @@ for _, o in ipairs(dag.outputs) do
   parts[#parts + 1] = cjson.encode(o.name) .. ':' .. (redis.call('HGET', job, 'o:' .. o.ref) or 'null')
 end
 redis.call('HSET', job, 'result', '{' .. table.concat(parts, ',') .. '}', 'status', 'succeeded')
+record_stats(job, dag, KEYS[4], now, 'succeeded')
 redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[6], id)
 return 'finished'

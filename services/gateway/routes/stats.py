@@ -1,0 +1,27 @@
+"""``GET /v1/stats``: what the fleet did over a recent window, and what it cost."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from services.core.stats import parse_window, read_stats
+from services.gateway.deps import Gateway, gateway, tenant
+from services.gateway.errors import Problem
+
+router = APIRouter(prefix="/v1", tags=["stats"], dependencies=[Depends(tenant)])
+
+
+@router.get("/stats")
+async def stats(
+    gw: Annotated[Gateway, Depends(gateway)],
+    window: Annotated[str, Query(description="30s, 5m, 1h … up to 24h")] = "5m",
+) -> dict[str, Any]:
+    """Throughput per pipeline and stage, latency percentiles end to end and per node, replica
+    time per node pool and cost per 1000 images (per pipeline and per pool) in the window."""
+    try:
+        seconds = parse_window(window)
+    except ValueError as exc:
+        raise Problem(400, "bad_window", str(exc)) from None
+    return await read_stats(gw.redis, seconds, gw.settings.pool_hourly_cost)
