@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test install models lint format test-data clean
+.PHONY: up test install models lint format test-data clean loadtest
 
 up: install
 	$(BIN)/posefleet up
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# Bounded headless locust against a fresh local stack (loopback only); reports in out/.
+loadtest: install
+	$(BIN)/python loadtest/run_local.py --duration 30s --users 4
 
 models: install
 	$(BIN)/posefleet models build
