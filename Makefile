@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 
 # Bounded headless locust against a fresh local stack (loopback only); reports in out/.
 loadtest: install
-	$(BIN)/python loadtest/run_local.py --duration 30s --users 4
+	$(BIN)/python -m loadtest.run_local --duration 30s --users 4
 
 models: install
 	$(BIN)/posefleet models build

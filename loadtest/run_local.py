@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from loadtest.stacks import ROOT, local_stack
 from services.core.redis_server import free_port
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
@@ -28,21 +25,8 @@ def main() -> int:
 
     port = free_port()
     log = args.out.with_suffix(".stack.log")
-    with log.open("wb") as sink:
-        stack = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--port", str(port)],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 300
-        print(f"starting the stack on port {port} (log: {log})", flush=True)
-        while "Posefleet is up" not in log.read_text(errors="replace"):
-            if stack.poll() is not None or time.monotonic() > deadline:
-                print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-                return 1
-            time.sleep(0.5)  # poll interval while the stack starts
+    print(f"starting the stack on port {port} (log: {log})", flush=True)
+    with local_stack(port, log):
         cmd = [
             sys.executable,
             "-m",
@@ -66,14 +50,8 @@ def main() -> int:
         ]
         env = {**os.environ, "LOADTEST_PIPELINES": args.pipelines}
         result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
-        print(f"reports: {args.out}_stats.csv, {args.out.with_suffix('.html')}")
-        return result.returncode
-    finally:
-        stack.send_signal(signal.SIGINT)
-        try:
-            stack.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            stack.kill()
+    print(f"reports: {args.out}_stats.csv, {args.out.with_suffix('.html')}")
+    return result.returncode
 
 
 if __name__ == "__main__":

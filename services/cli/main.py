@@ -50,7 +50,7 @@ def up(
             console,
             host=host,
             port=port,
-            redis_url=redis_url,
+            redis_url=redis_url or None,  # an empty POSEFLEET_REDIS_URL means "start one"
             workers_per_stage=workers_per_stage,
             build=build,
         )

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest.stacks import ROOT
+from loadtest.stacks import local_stack as start_local_stack
 from services.core.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "Stack", "descendants", "local_stack"]
 
 
 @dataclass
@@ -51,43 +49,15 @@ def descendants(pid: int) -> set[int]:
 
 @contextmanager
 def local_stack(model_root: Path, *extra: str) -> Iterator[Stack]:
+    """A stack on a free port with a private cache dir (its own Redis data) and the suite's
+    already-built models."""
     port = free_port()
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "POSEFLEET_CACHE_DIR": cache, "POSEFLEET_MODEL_ROOT": str(model_root)}
-        env.pop("POSEFLEET_REDIS_URL", None)
+        env = {
+            "POSEFLEET_CACHE_DIR": cache,
+            "POSEFLEET_MODEL_ROOT": str(model_root),
+            "POSEFLEET_REDIS_URL": "",
+        }
         log = Path(cache) / "up.log"
-        with log.open("wb") as sink:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "services.cli",
-                    "up",
-                    "--no-build",
-                    "--port",
-                    str(port),
-                    *extra,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        stack = Stack(f"http://127.0.0.1:{port}", proc, log)
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                assert proc.poll() is None, f"posefleet up exited:\n{stack.output()}"
-                if "Posefleet is up" in stack.output():  # gateway ready, workers joined
-                    break
-                assert time.monotonic() < deadline, f"not ready:\n{stack.output()}"
-                time.sleep(0.2)  # poll interval while the stack starts
-            yield stack
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        with start_local_stack(port, log, "--no-build", *extra, env=env) as proc:
+            yield Stack(f"http://127.0.0.1:{port}", proc, log)

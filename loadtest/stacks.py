@@ -1,0 +1,47 @@
+"""Start the local stack (``posefleet up``) as a subprocess and wait until it is fully up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+READY_MARK = "Posefleet is up"  # printed once the gateway is ready and every worker joined
+
+
+@contextmanager
+def local_stack(
+    port: int, log: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = 300
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Yield the running ``posefleet up`` process; SIGINT (Ctrl-C) it on exit."""
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up", "--port", str(port), *extra],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while READY_MARK not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    "posefleet up did not come up:\n" + log.read_text(errors="replace")[-3000:]
+                )
+            time.sleep(0.2)  # poll interval while the stack starts
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
