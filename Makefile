@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test install models lint format test-data clean loadtest
+.PHONY: up test install models lint format test-data clean loadtest bench
 
 up: install
 	$(BIN)/posefleet up
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 # Bounded headless locust against a fresh local stack (loopback only); reports in out/.
 loadtest: install
 	$(BIN)/python -m loadtest.run_local --duration 30s --users 4
+
+# Side-by-side benchmark (raw / posefleet / naive / transport ceiling / overload): a few minutes.
+bench: install
+	$(BIN)/python -m loadtest.bench
 
 models: install
 	$(BIN)/posefleet models build

@@ -1,0 +1,35 @@
+"""Smoke run of the benchmark harness: every row is produced and shaped right. The numbers are
+not asserted — benchmarks are not timed tests."""
+
+import json
+import subprocess
+import sys
+
+from tests.clirun import ROOT
+
+
+def test_bench_smoke_writes_every_row(tmp_path, model_root):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    names = [(r["name"], r["concurrency"]) for r in report["rows"]]
+    assert names == [
+        ("raw", 1),
+        ("posefleet", 1),
+        ("posefleet", 8),
+        ("overload", 24),
+        ("naive", 1),
+        ("naive", 8),
+        ("ceiling (no-op)", 32),
+    ]
+    for row in report["rows"]:
+        assert row["images"] > 0 and row["errors"] == 0, row
+        assert row["cost_per_1000_images"] > 0
+    assert "pose pipeline on" in result.stdout and "$/1000 img" in result.stdout
