@@ -211,6 +211,19 @@ def evaluate(
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Run the side-by-side benchmark (raw / posefleet / naive / ceiling / overload); options are
+    passed to `python -m loadtest.bench` (try --smoke, --duration, --price-per-hour)."""
+    import subprocess
+
+    from services.core.models.build import PROJECT_ROOT
+
+    raise typer.Exit(
+        subprocess.call([sys.executable, "-m", "loadtest.bench", *ctx.args], cwd=PROJECT_ROOT)
+    )
+
+
 @models_app.command("build")
 def models_build(
     names: Annotated[
