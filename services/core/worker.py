@@ -82,6 +82,8 @@ class Worker:
         self._next_register = 0.0
         self._started_ms: int | None = None
         self._stopping = stopping or threading.Event()
+        self._in_flight: tuple[list[str], float] | None = None  # (entry ids, give-up time)
+        self._in_flight_lock = threading.Lock()
         self._dags: dict[bytes, dict[str, Any]] = {}
         self.heartbeat = Heartbeat(settings.batch_timeout_s + settings.block_ms / 1000 + 5)
         self.pool = settings.pool
@@ -94,6 +96,8 @@ class Worker:
         self._stopping.set()
 
     def run(self) -> None:
+        keeper = threading.Thread(target=self._keep_alive_loop, name="keepalive", daemon=True)
+        keeper.start()
         joined = False
         backoff = 0.1
         while not self._stopping.is_set():
@@ -122,6 +126,7 @@ class Worker:
                 )
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        keeper.join(timeout=5)
         log.info("worker stopped", extra={"stage": self.stage.name, "consumer": self.consumer})
 
     def _register(self) -> None:
@@ -331,32 +336,38 @@ class Worker:
 
     @contextmanager
     def _keepalive(self, entry_ids: list[str]) -> Iterator[None]:
-        """Keep the batch's entries from being reclaimed while it runs — but only up to
-        ``batch_timeout_s``: a hung batch must not hold its tasks forever."""
-        done = threading.Event()
-        interval = self.settings.visibility_timeout_s / 3
-        deadline = time.monotonic() + self.settings.batch_timeout_s
-
-        def beat() -> None:
-            while not done.wait(interval):
-                if time.monotonic() > deadline:
-                    log.error(
-                        "batch exceeded batch_timeout_s; releasing its tasks",
-                        extra={"stage": self.stage.name, "tasks": len(entry_ids)},
-                    )
-                    return
-                try:
-                    self.stream.touch(entry_ids)
-                except redis.RedisError as exc:
-                    log.warning("keep-alive failed", extra={"error": str(exc)})
-
-        thread = threading.Thread(target=beat, name="keepalive", daemon=True)
-        thread.start()
+        """Hand the batch's entries to the keep-alive thread for as long as the batch runs."""
+        with self._in_flight_lock:
+            self._in_flight = (entry_ids, time.monotonic() + self.settings.batch_timeout_s)
         try:
             yield
         finally:
-            done.set()
-            thread.join()
+            with self._in_flight_lock:
+                self._in_flight = None
+
+    def _keep_alive_loop(self) -> None:
+        """One thread for the worker's life (a thread per batch cost 18% of a no-op stage's
+        CPU): every third of the visibility timeout it touches the entries of the batch in
+        hand, so a slow batch is not reclaimed — but only until ``batch_timeout_s``: a hung
+        batch must not hold its tasks forever."""
+        interval = self.settings.visibility_timeout_s / 3
+        while not self._stopping.wait(interval):
+            with self._in_flight_lock:
+                in_flight = self._in_flight
+                if in_flight is not None and time.monotonic() > in_flight[1]:
+                    self._in_flight = None  # give up once: the tasks become reclaimable
+                    log.error(
+                        "batch exceeded batch_timeout_s; releasing its tasks",
+                        extra={"stage": self.stage.name, "tasks": len(in_flight[0])},
+                    )
+                    continue
+            if in_flight is None:
+                continue
+            entry_ids = in_flight[0]
+            try:
+                self.stream.touch(entry_ids)
+            except redis.RedisError as exc:
+                log.warning("keep-alive failed", extra={"error": str(exc)})
 
     def refresh_backlog(self) -> None:
         """Scrape-time gauges of this worker's stage (its KEDA/Prometheus scaling signal)."""

@@ -171,3 +171,22 @@ def test_worker_started_before_redis_joins_once_it_is_up(running):
         submit(client, "late")
         assert wait_terminal(client, "late", 15)["status"] == "succeeded"
         worker.stop()
+
+
+def test_a_batch_past_batch_timeout_is_released_to_other_workers(redis_client, running):
+    # The slow stage takes 1.5 s; with a 0.5 s batch timeout its first worker stops keeping the
+    # task alive, so a second worker reclaims it (a second attempt) while the first still runs.
+    settings = Settings(
+        block_ms=50, visibility_timeout_s=0.3, batch_timeout_s=0.5, pipelines_file=TEST_PIPELINES
+    )
+    first = running(make_worker(redis_client, "slow-measure", settings))
+    submit(redis_client, "j1", pipeline="slow")
+    deadline = time.monotonic() + 5
+    while not first.handler.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)  # poll interval, not a synchronisation
+    second = running(make_worker(redis_client, "slow-measure", settings))
+    view = wait_terminal(redis_client, "j1", 10)
+    assert view["status"] == "succeeded"
+    assert second.handler.calls == [["j1"]]
+    assert view["nodes"]["m"]["attempts"] == 2
