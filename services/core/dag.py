@@ -57,9 +57,11 @@ class DagSteps:
         ttl_s: int,
         deadline_s: float,
         idempotency: tuple[str, str] | None = None,
+        max_backlog: int = 0,
         client: Any = None,
     ) -> Any:
-        """Returns ``[b'created', now_ms]`` or ``[b'exists', stored idempotency value]``."""
+        """Returns ``[b'created', now_ms]``, ``[b'exists', stored idempotency value]`` or
+        ``[b'busy', stage, depth]`` when a root stage holds ``max_backlog`` tasks already."""
         idem_key, idem_value = idempotency or ("", "")
         pairs = [x for kv in job_fields(spec, fields).items() for x in kv]
         roots = [x for n in spec.roots() for x in (n, spec.nodes[n].stage)]
@@ -72,6 +74,7 @@ class DagSteps:
                 deadline_s,
                 idem_value,
                 keys.STREAM_PREFIX,
+                max_backlog,
                 len(pairs) // 2,
                 *pairs,
                 *roots,

@@ -183,3 +183,10 @@ def test_gone_job_tasks_are_acked(steps, redis_client):
     assert steps.begin(job_id, node, "w1", "cpu", 3)[0] == b"gone"
     assert steps.complete(job_id, node, "measure", entry, {"size": 1}, 1.0) == b"gone"
     assert redis_client.xlen(keys.stream("measure")) == 0
+
+
+def test_admission_control_is_part_of_the_atomic_create(steps, redis_client):
+    assert create(steps, "j1", max_backlog=1)[0] == b"created"
+    assert create(steps, "j2", max_backlog=1) == [b"busy", b"measure", b"1"]
+    assert not redis_client.exists(keys.job("j2"))
+    assert redis_client.xlen(keys.stream("measure")) == 1

@@ -107,22 +107,6 @@ def _check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-async def _backlog_guard(gw: Gateway, stages: list[str], pipeline: str) -> None:
-    pipe = gw.redis.pipeline(transaction=False)
-    for stage in stages:
-        pipe.xlen(keys.stream(stage))
-    for stage, depth in zip(stages, await pipe.execute(), strict=True):
-        if depth >= gw.settings.max_backlog:
-            JOBS_REJECTED.labels(pipeline, "backlog_full").inc()
-            raise Problem(
-                429,
-                "backlog_full",
-                f"stage '{stage}' has {depth} queued tasks (limit "
-                f"{gw.settings.max_backlog}); retry later",
-                headers={"Retry-After": "2"},
-            )
-
-
 async def _read_job(gw: Gateway, job_id: str, caller: str) -> dict[str, Any]:
     raw = await gw.redis.hgetall(keys.job(job_id))
     if not raw or raw.get(b"tenant", b"").decode() != caller:
@@ -198,7 +182,6 @@ async def submit_job(
         JOBS_REJECTED.labels(name, "unsupported_media_type").inc()
         raise Problem(415, "unsupported_media_type", "the body is not a JPEG, PNG or WebP image")
     width, height = await run_in_threadpool(_check_pixels, data, gw.settings.max_image_pixels)
-    await _backlog_guard(gw, [spec.nodes[n].stage for n in spec.roots()], name)
 
     idempotency, fingerprint = None, ""
     key = request.headers.get("idempotency-key")
@@ -209,34 +192,50 @@ async def submit_job(
         fingerprint = hashlib.sha256(name.encode() + b"\0" + data).hexdigest()
         idempotency = (keys.idempotency(caller, key), f"{job_id} {fingerprint}")
     image_meta = {"width": width, "height": height, "content_type": mime, "bytes": len(data)}
-    created = await gw.steps.create(
-        job_id,
-        spec,
-        data,
-        {"tenant": caller, "image": json.dumps(image_meta)},
-        ttl_s=gw.settings.result_ttl_s,
-        deadline_s=gw.settings.job_deadline_s,
-        idempotency=idempotency,
-    )
-    if created[0] == b"exists":
-        job_id, stored_fingerprint = created[1].decode().split(" ", 1)
-        if stored_fingerprint != fingerprint:
-            raise Problem(
-                409,
-                "idempotency_conflict",
-                "this Idempotency-Key was used with a different image or pipeline",
-            )
-    else:
-        JOBS_SUBMITTED.labels(name).inc()
-
     waited = prefer_wait(request, gw.settings.max_wait_s)
-    if waited is None and created[0] == b"created":
-        return JSONResponse(
-            _accepted(job_id, "queued", name),
-            status_code=202,
-            headers={"Location": f"/v1/jobs/{job_id}"},
+    deadline = time.monotonic() + (waited or 0.0)
+    # Watching before the job exists: its completion cannot be missed, and a waiting submit
+    # needs no read of the record until it is done.
+    with gw.events.watch(job_id) as done:
+        created = await gw.steps.create(
+            job_id,
+            spec,
+            data,
+            {"tenant": caller, "image": json.dumps(image_meta)},
+            ttl_s=gw.settings.result_ttl_s,
+            deadline_s=gw.settings.job_deadline_s,
+            idempotency=idempotency,
+            max_backlog=gw.settings.max_backlog,
         )
-    view = await _wait_for(gw, job_id, caller, waited or 0.0)
+        if created[0] == b"busy":
+            stage, depth = created[1].decode(), created[2].decode()
+            JOBS_REJECTED.labels(name, "backlog_full").inc()
+            raise Problem(
+                429,
+                "backlog_full",
+                f"stage '{stage}' has {depth} queued tasks (limit "
+                f"{gw.settings.max_backlog}); retry later",
+                headers={"Retry-After": "2"},
+            )
+        if created[0] == b"exists":
+            job_id, stored_fingerprint = created[1].decode().split(" ", 1)
+            if stored_fingerprint != fingerprint:
+                raise Problem(
+                    409,
+                    "idempotency_conflict",
+                    "this Idempotency-Key was used with a different image or pipeline",
+                )
+        else:
+            JOBS_SUBMITTED.labels(name).inc()
+            if waited is None:
+                return JSONResponse(
+                    _accepted(job_id, "queued", name),
+                    status_code=202,
+                    headers={"Location": f"/v1/jobs/{job_id}"},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), waited)
+    view = await _wait_for(gw, job_id, caller, max(0.0, deadline - time.monotonic()))
     return _job_response(view, waited)
 
 
