@@ -207,134 +207,64 @@ def main() -> int:
         args.requests, args.duration = 3, 2.0
     images = photos()
     tiny = [cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()]
-    wait = {"prefer": "wait=60"}
-    rows: list[Row] = []
-    cores = os.cpu_count() or 1
+    c, cores = args.concurrency, os.cpu_count() or 1
+
+    def measure(
+        url: str,
+        name: str,
+        concurrency: int,
+        sample: list[bytes] = images,
+        ok: Callable[[httpx.Response], bool] = job_done,
+    ) -> Row:
+        """Concurrency 1 runs a fixed count; saturated rows run for the duration."""
+        single = concurrency == 1
+        headers = {"prefer": "wait=60"} if ok is job_done else None
+        return asyncio.run(
+            closed_loop(
+                url,
+                sample,
+                concurrency,
+                count=args.requests if single else None,
+                duration_s=None if single else args.duration,
+                name=name,
+                ok=ok,
+                headers=headers,
+            )
+        )
 
     console.print("raw: models in this process")
-    rows.append(run_raw(images, args.requests))
+    rows = [run_raw(images, args.requests)]
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
         console.print("posefleet: starting the stack")
-        with local_stack(
-            port,
-            Path(tmp) / "pose.log",
-            "--no-build",
-            env={"POSEFLEET_CACHE_DIR": tmp, "POSEFLEET_REDIS_URL": ""},
-        ):
-            url = f"http://127.0.0.1:{port}/v1/pipelines/pose/jobs"
-            rows.append(
-                asyncio.run(
-                    closed_loop(
-                        url,
-                        images,
-                        1,
-                        count=args.requests,
-                        duration_s=None,
-                        name="posefleet",
-                        ok=job_done,
-                        headers=wait,
-                    )
-                )
-            )
-            rows.append(
-                asyncio.run(
-                    closed_loop(
-                        url,
-                        images,
-                        args.concurrency,
-                        count=None,
-                        duration_s=args.duration,
-                        name="posefleet",
-                        ok=job_done,
-                        headers=wait,
-                    )
-                )
-            )
+        with posefleet_stack(tmp, "pose") as base:
+            url = base + "/v1/pipelines/pose/jobs"
+            rows += [measure(url, "posefleet", 1), measure(url, "posefleet", c)]
         console.print("overload: 3x saturation with a small backlog limit")
-        port = free_port()
-        with local_stack(
-            port,
-            Path(tmp) / "overload.log",
-            "--no-build",
-            env={
-                "POSEFLEET_CACHE_DIR": tmp,
-                "POSEFLEET_REDIS_URL": "",
-                "POSEFLEET_MAX_BACKLOG": str(args.concurrency),
-            },
-        ):
-            url = f"http://127.0.0.1:{port}/v1/pipelines/pose/jobs"
-            rows.append(
-                asyncio.run(
-                    closed_loop(
-                        url,
-                        images,
-                        3 * args.concurrency,
-                        count=None,
-                        duration_s=args.duration,
-                        name="overload",
-                        ok=job_done,
-                        headers=wait,
-                    )
-                )
-            )
+        with posefleet_stack(tmp, "overload", POSEFLEET_MAX_BACKLOG=str(c)) as base:
+            rows.append(measure(base + "/v1/pipelines/pose/jobs", "overload", 3 * c))
         console.print("naive: FastAPI + both models per request")
         with naive_server(cores) as naive:
-            rows.append(
-                asyncio.run(
-                    closed_loop(
-                        naive + "/pose",
-                        images,
-                        1,
-                        count=args.requests,
-                        duration_s=None,
-                        name="naive",
-                        ok=lambda r: r.status_code == 200,
-                    )
-                )
-            )
-            rows.append(
-                asyncio.run(
-                    closed_loop(
-                        naive + "/pose",
-                        images,
-                        args.concurrency,
-                        count=None,
-                        duration_s=args.duration,
-                        name="naive",
-                        ok=lambda r: r.status_code == 200,
-                    )
-                )
-            )
+            rows += [
+                measure(naive + "/pose", "naive", n, ok=lambda r: r.status_code == 200)
+                for n in (1, c)
+            ]
         console.print("ceiling: no-op stage, tiny image")
-        port = free_port()
-        with local_stack(
-            port,
-            Path(tmp) / "noop.log",
-            "--no-build",
-            env={
-                "POSEFLEET_CACHE_DIR": tmp,
-                "POSEFLEET_REDIS_URL": "",
-                "POSEFLEET_PIPELINES_FILE": str(ROOT / "loadtest" / "noop-pipelines.yaml"),
-            },
-        ):
-            url = f"http://127.0.0.1:{port}/v1/pipelines/noop/jobs"
+        noop = str(ROOT / "loadtest" / "noop-pipelines.yaml")
+        with posefleet_stack(tmp, "noop", POSEFLEET_PIPELINES_FILE=noop) as base:
             rows.append(
-                asyncio.run(
-                    closed_loop(
-                        url,
-                        tiny,
-                        4 * args.concurrency,
-                        count=None,
-                        duration_s=args.duration,
-                        name="ceiling (no-op)",
-                        ok=job_done,
-                        headers=wait,
-                    )
-                )
+                measure(base + "/v1/pipelines/noop/jobs", "ceiling (no-op)", 4 * c, sample=tiny)
             )
     report(rows, args.price_per_hour, args.out)
     return 0
+
+
+@contextmanager
+def posefleet_stack(tmp: str, name: str, **env: str) -> Iterator[str]:
+    """``posefleet up`` with its own Redis under ``tmp``; yields the base URL."""
+    port = free_port()
+    stack_env = {"POSEFLEET_CACHE_DIR": tmp, "POSEFLEET_REDIS_URL": "", **env}
+    with local_stack(port, Path(tmp) / f"{name}.log", "--no-build", env=stack_env):
+        yield f"http://127.0.0.1:{port}"
 
 
 def report(rows: list[Row], price: float, out: Path) -> None:

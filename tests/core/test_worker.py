@@ -139,10 +139,8 @@ def test_attempts_exhausted_goes_to_dead_letter(redis_client):
     assert entry[1][b"job"] == b"j1" and entry[1][b"reason"] == b"max_attempts_exceeded"
 
 
-def test_keepalive_stops_a_long_batch_being_stolen(redis_client, running):
-    # The batch takes 1.5 s, three times the visibility timeout; a second worker must not
-    # take it over while the first still works on it.
-    settings = Settings(block_ms=50, visibility_timeout_s=0.5, pipelines_file=TEST_PIPELINES)
+def slow_batch_with_a_second_worker(redis_client, running, settings):
+    """A slow batch on a first worker, then a second worker ready to take it over."""
     first = running(make_worker(redis_client, "slow-measure", settings))
     submit(redis_client, "j1", pipeline="slow")
     deadline = time.monotonic() + 5
@@ -150,7 +148,14 @@ def test_keepalive_stops_a_long_batch_being_stolen(redis_client, running):
         assert time.monotonic() < deadline
         time.sleep(0.01)  # poll interval, not a synchronisation
     second = running(make_worker(redis_client, "slow-measure", settings))
-    view = wait_terminal(redis_client, "j1", 10)
+    return second, wait_terminal(redis_client, "j1", 10)
+
+
+def test_keepalive_stops_a_long_batch_being_stolen(redis_client, running):
+    # The batch takes 1.5 s, three times the visibility timeout; a second worker must not
+    # take it over while the first still works on it.
+    settings = Settings(block_ms=50, visibility_timeout_s=0.5, pipelines_file=TEST_PIPELINES)
+    second, view = slow_batch_with_a_second_worker(redis_client, running, settings)
     assert view["status"] == "succeeded"
     assert view["nodes"]["m"]["attempts"] == 1
     assert second.handler.calls == []
@@ -179,14 +184,7 @@ def test_a_batch_past_batch_timeout_is_released_to_other_workers(redis_client, r
     settings = Settings(
         block_ms=50, visibility_timeout_s=0.3, batch_timeout_s=0.5, pipelines_file=TEST_PIPELINES
     )
-    first = running(make_worker(redis_client, "slow-measure", settings))
-    submit(redis_client, "j1", pipeline="slow")
-    deadline = time.monotonic() + 5
-    while not first.handler.calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)  # poll interval, not a synchronisation
-    second = running(make_worker(redis_client, "slow-measure", settings))
-    view = wait_terminal(redis_client, "j1", 10)
+    second, view = slow_batch_with_a_second_worker(redis_client, running, settings)
     assert view["status"] == "succeeded"
     assert second.handler.calls == [["j1"]]
     assert view["nodes"]["m"]["attempts"] == 2
