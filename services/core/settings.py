@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,8 +49,16 @@ class Settings(BaseSettings):
         default_factory=lambda: {"cpu": 0.085, "gpu": 0.526, "inferentia": 0.7582}
     )
 
-    # onnxruntime session threads; 0 lets onnxruntime choose.
+    # onnxruntime, per node pool: provider, threads (0 lets onnxruntime choose), graph
+    # optimisation, TensorRT options; a missing provider fails start-up unless allow_fallback.
+    provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
+    device_id: int = Field(0, ge=0)
     intra_op_threads: int = Field(0, ge=0)
+    inter_op_threads: int = Field(0, ge=0)
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    trt_fp16: bool = False
+    trt_engine_cache: Path | None = None
+    allow_fallback: bool = False
 
     # Gateway
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)

@@ -9,7 +9,7 @@ import numpy as np
 
 from services.core.handler import HandlerContext
 from services.core.models.repository import ModelEntry, ModelRepository
-from services.core.runtime.onnx import OnnxModel
+from services.core.runtime.onnx import OnnxModel, OnnxOptions
 
 log = logging.getLogger("posefleet.runtime")
 
@@ -18,7 +18,20 @@ def load_model(ctx: HandlerContext, default: str) -> tuple[OnnxModel, ModelEntry
     """Load the stage's model and run it once on a zero batch of its real input shape, so the
     first request does not pay onnxruntime's lazy initialisation."""
     entry = ModelRepository(ctx.settings.model_root).get(ctx.model or default, ctx.model_version)
-    model = OnnxModel(entry.path, intra_op_threads=ctx.settings.intra_op_threads)
+    settings = ctx.settings
+    model = OnnxModel(
+        entry.path,
+        OnnxOptions(
+            provider=settings.provider,
+            device_id=settings.device_id,
+            intra_op_threads=settings.intra_op_threads,
+            inter_op_threads=settings.inter_op_threads,
+            graph_optimization=settings.graph_optimization,
+            trt_fp16=settings.trt_fp16,
+            trt_engine_cache=settings.trt_engine_cache,
+            allow_fallback=settings.allow_fallback,
+        ),
+    )
     started = time.perf_counter()
     spec = entry.spec["inputs"][0]
     shape = [1 if not isinstance(d, int) else d for d in spec["shape"]]
@@ -28,6 +41,7 @@ def load_model(ctx: HandlerContext, default: str) -> tuple[OnnxModel, ModelEntry
         extra={
             "model": entry.name,
             "version": entry.version,
+            "backend": model.backend,
             "warmup_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
