@@ -2,6 +2,7 @@ import io
 import shutil
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from services.core.models.build import (
     build_models,
     builder_requirements,
     cached_model,
+    check_pinned_output,
     extract_members,
+    fetch_pinned,
 )
-from services.core.models.catalog import CATALOG
+from services.core.models.catalog import CATALOG, HUMAN
 from services.core.models.repository import ModelNotFound, ModelRepository
 from services.core.settings import get_settings
 
@@ -68,6 +71,42 @@ def test_missing_member_is_named(tmp_path: Path):
     tarball = _tarball(tmp_path / "pkg.tgz", {})
     with pytest.raises(ModelBuildError, match=r"has no member package/models/x\.bin"):
         extract_members(tarball, {"package/models/x.bin": "0" * 64}, tmp_path)
+
+
+def _quiet(step: str, fraction: float | None) -> None:
+    pass
+
+
+def _no_fetch() -> None:
+    raise AssertionError("a verified cached file must not be fetched again")
+
+
+def test_tampered_tarball_is_refused_and_a_good_one_is_not_refetched(tmp_path: Path):
+    cached = get_settings().cache_dir / "npm" / HUMAN.tarball_name
+    copy = tmp_path / HUMAN.tarball_name
+    shutil.copy(cached, copy)
+    assert fetch_pinned(copy, HUMAN.tarball_sha256, "the package", _no_fetch, _quiet) == copy
+    with copy.open("r+b") as f:
+        f.seek(1000)
+        f.write(b"X")
+    # The registry "serving" the tampered file again (a no-op fetch) must stop the build.
+    with pytest.raises(ModelBuildError, match=rf"{copy.name}: sha256 .* refusing to build"):
+        fetch_pinned(copy, HUMAN.tarball_sha256, "the package", lambda: None, _quiet)
+
+
+def test_tfjs_conversions_reproduce_their_pinned_bytes(model_root: Path):
+    pinned = {n: r.onnx_sha256 for n, r in CATALOG.items() if r.onnx_sha256}
+    assert {"centernet", "movenet-lightning"} <= set(pinned)
+    repo = ModelRepository(model_root)
+    assert {n: repo.get(n).spec["sha256"] for n in pinned} == pinned
+
+
+def test_a_conversion_that_changed_is_refused():
+    recipe = replace(CATALOG["centernet"], onnx_sha256="a" * 64)
+    assert check_pinned_output(recipe, "a" * 64) == "a" * 64
+    assert check_pinned_output(replace(recipe, onnx_sha256=""), "b" * 64) == "b" * 64
+    with pytest.raises(ModelBuildError, match=r"not the pinned a{64}.*update the pin"):
+        check_pinned_output(recipe, "b" * 64)
 
 
 def test_unknown_model_name():

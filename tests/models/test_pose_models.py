@@ -26,7 +26,9 @@ def assert_plausible_skeleton(person: dict) -> None:
     hips_y = (kp["left_hip"][1] + kp["right_hip"][1]) / 2
     shoulders_y = (kp["left_shoulder"][1] + kp["right_shoulder"][1]) / 2
     assert kp["nose"][1] < shoulders_y < hips_y  # head above shoulders above hips
-    assert kp["nose"][1] < y1 + 0.35 * (y2 - y1)  # the head is in the top of the box
+    top = y1 + 0.35 * (y2 - y1)  # the head is in the top of the box
+    assert max(kp["nose"][1], kp["left_eye"][1], kp["right_eye"][1]) < top
+    assert abs(kp["left_shoulder"][1] - kp["right_shoulder"][1]) < 0.1 * (y2 - y1)  # upright
 
 
 def test_one_person_in_astronaut(detector, pose, photos):
@@ -50,8 +52,9 @@ def test_two_people_in_basketball(detector, pose, photos, name):
         assert_plausible_skeleton(person)
 
 
-def test_no_people_in_coffee_is_a_normal_result(detector, pose, photos):
-    assert pipeline(detector, pose, [photos["coffee"]]) == [[]]
+@pytest.mark.parametrize("name", ["coffee", "chelsea"])
+def test_no_people_in_person_free_photos_is_a_normal_result(detector, pose, photos, name):
+    assert pipeline(detector, pose, [photos[name]]) == [[]]
 
 
 def test_batch_equals_one_at_a_time(detector, pose, photos):

@@ -1,8 +1,13 @@
+import copy
 from types import SimpleNamespace
 
 import numpy as np
 
-from services.core.models.tfjs_shim import fix_tfjs_graph, restore_numpy_aliases
+from services.core.models.tfjs_shim import (
+    fix_tfjs_graph,
+    hash_nodes_by_creation_order,
+    restore_numpy_aliases,
+)
 
 
 def test_numpy_aliases_are_restored_only_where_missing():
@@ -38,3 +43,34 @@ def test_topk_gets_int32_index_type_and_existing_attrs_are_kept():
     assert done["attr"]["TArgs"] == {"list": {}}
     assert "TArgs" not in other["attr"]  # its TF op definition has no such attribute
     assert counts == {"fused_conv_targs": 0, "topk_index_type": 1}
+
+
+def _node_class() -> type:
+    class Node:  # stands in for tf2onnx.graph.Node: identity equality, id()-based hash
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    hash_nodes_by_creation_order(Node)
+    return Node
+
+
+def _set_order(node_class: type, spacers: int) -> list[str]:
+    """Build the same nodes with different heap layouts in between, as two runs would."""
+    nodes, keep = [], []
+    for i in range(200):
+        keep.append([object() for _ in range(spacers * (i % 3))])
+        nodes.append(node_class(f"n{i}"))
+    return [n.name for n in set(nodes)]
+
+
+def test_node_set_order_follows_creation_not_memory_addresses():
+    first, second = _set_order(_node_class(), 0), _set_order(_node_class(), 7)
+    assert first == second and sorted(first) == sorted(f"n{i}" for i in range(200))
+
+
+def test_node_hash_survives_deepcopy_and_equality_stays_identity():
+    node_class = _node_class()
+    a, b = node_class("a"), node_class("b")
+    clone = copy.deepcopy(a)
+    assert hash(clone) == hash(a) != hash(b)
+    assert clone != a and len({a, clone}) == 2

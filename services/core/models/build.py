@@ -314,14 +314,28 @@ def _build_one(
             else list(recipe.labels)
         )
         check_batching(onnx_file, recipe)
-        digest = sha256_file(onnx_file)
+        digest = check_pinned_output(recipe, sha256_file(onnx_file))
         (stage / "model.yaml").write_text(
             yaml.safe_dump(_model_yaml(recipe, digest, labels, checks), sort_keys=False)
         )
+        # Two renames instead of delete-then-rename: a reader sees the old version, the whole
+        # new one, or for an instant none — never a half-written file. The old one goes with tmp.
         if final.exists():
-            shutil.rmtree(final)
-        stage.rename(final)  # atomic: readers see the old version or the whole new one
+            final.rename(Path(tmp) / "replaced")
+        stage.rename(final)
     return BuiltModel(recipe.name, recipe.version, final, digest, cached=False)
+
+
+def check_pinned_output(recipe: ModelRecipe, digest: str) -> str:
+    """Where the catalog pins the converted file, anything else is not the reviewed model."""
+    if recipe.onnx_sha256 and digest != recipe.onnx_sha256:
+        raise ModelBuildError(
+            f"{recipe.name}: the converted model.onnx has sha256 {digest}, not the pinned "
+            f"{recipe.onnx_sha256}. The inputs were verified, so the conversion itself changed "
+            "(builder packages, converter or shim); review the new model and update the pin in "
+            "services/core/models/catalog.py"
+        )
+    return digest
 
 
 def check_batching(onnx_file: Path, recipe: ModelRecipe) -> None:

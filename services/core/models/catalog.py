@@ -99,6 +99,9 @@ class ModelRecipe:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     upstream: str = ""
+    # The converted model.onnx, for converters whose output is byte-reproducible (the tfjs path,
+    # see tfjs_shim patch 4): a build that produces anything else stops. Empty: recorded only.
+    onnx_sha256: str = ""
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)
@@ -217,6 +220,7 @@ CATALOG: dict[str, ModelRecipe] = {
             },
             labels=("person",),
             upstream="https://github.com/610265158/mobilenetv3_centernet (COCO)",
+            onnx_sha256="08c568d20c18b9c9dadcff37ca223583382573b8ddf7fd0b795d925874e92333",
         ),
         ModelRecipe(
             name="movenet-lightning",
@@ -255,6 +259,7 @@ CATALOG: dict[str, ModelRecipe] = {
             },
             labels=COCO17,
             upstream="https://tfhub.dev/google/movenet/singlepose/lightning/4",
+            onnx_sha256="e9699b71632107068747efa4c098df623f25c57af5e20ca4e9819cbcd12c85ac",
         ),
         _efficientnet_lite(
             0,

@@ -6,6 +6,9 @@ override does not make them batchable. We wrap the converted graph in an ONNX ``
 leading ``batch`` axis instead: one ``session.run`` takes any number of images or crops, with
 outputs identical to running them one by one (the builder checks this), and tensors get clean
 names (``images``, ``keypoints`` …) instead of TF's ``tower_0/images:0``.
+
+With the shim's node-hash patch the output is byte-identical from run to run, so the catalog pins
+its sha256 and the build checks it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ OPSET = 17
 def tfjs_to_onnx(graph_json: Path, out: Path) -> None:
     import numpy as np
 
-    from services.core.models.tfjs_shim import fix_tfjs_graph, restore_numpy_aliases
+    from services.core.models.tfjs_shim import (
+        fix_tfjs_graph,
+        hash_nodes_by_creation_order,
+        restore_numpy_aliases,
+    )
 
     restore_numpy_aliases(np)
     model = json.loads(graph_json.read_text())
@@ -36,7 +43,9 @@ def tfjs_to_onnx(graph_json: Path, out: Path) -> None:
             for path in group["paths"]:
                 shutil.copy(graph_json.parent / path, Path(tmp) / path)
         from tf2onnx import convert
+        from tf2onnx.graph import Node
 
+        hash_nodes_by_creation_order(Node)
         sys.argv = ["tf2onnx", "--tfjs", str(fixed), "--output", str(out), "--opset", str(OPSET)]
         convert.main()
 

@@ -1,5 +1,6 @@
 """Compatibility fixes that let tf2onnx 1.17 convert tfjs graph models under TensorFlow 2.21 and
-NumPy 2. Pure Python on purpose: it runs in the builder venv and is unit-tested without TF.
+NumPy 2, reproducibly. Pure Python on purpose: it runs in the builder venv and is unit-tested
+without TF.
 
 1. tf2onnx's tfjs reader calls ``np.product``, ``np.object`` and ``np.bool``, which NumPy 2
    removed; we restore them as aliases of their surviving equivalents, only where missing.
@@ -9,10 +10,18 @@ NumPy 2. Pure Python on purpose: it runs in the builder venv and is unit-tested 
    a fused conv has the node's own type ``T``, so ``TArgs = [T] * num_args`` is exact.
 3. Likewise TF 2.21's ``TopKV2`` requires ``index_type``, absent from older graphs; the old
    behaviour it replaces is int32 indices.
+4. tf2onnx's transpose optimiser iterates a ``set`` of graph nodes, and nodes hash by ``id()`` —
+   their memory address — so the order of its rewrites changes from run to run, and with it
+   which of several equal constants survives deduplication, how generated nodes are numbered
+   and the final node order: the same inputs gave a different ONNX sha256 on every run. Hashing a
+   node by its creation order instead makes the output byte-identical, so the catalog can pin it.
+   Equality stays identity, so the hash remains consistent with it.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from types import ModuleType
 from typing import Any
 
@@ -43,3 +52,21 @@ def fix_tfjs_graph(model: dict[str, Any]) -> dict[str, int]:
             attr["index_type"] = {"type": "DT_INT32"}
             counts["topk_index_type"] += 1
     return counts
+
+
+def hash_nodes_by_creation_order(node_class: type) -> None:
+    """Patch 4, applied to ``tf2onnx.graph.Node``. Copies (tf2onnx deep-copies the graph before
+    each optimiser) keep their original's number, which ``deepcopy`` carries over."""
+    counter = itertools.count()
+    original_init = node_class.__init__
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        self._creation_order = next(counter)
+        original_init(self, *args, **kwargs)
+
+    def _creation_order_hash(self: Any) -> int:
+        return self._creation_order
+
+    node_class.__init__ = __init__  # type: ignore[misc]
+    node_class.__hash__ = _creation_order_hash  # type: ignore[method-assign,assignment]
