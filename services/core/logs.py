@@ -21,9 +21,12 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {
     "taskName",
     "color_message",
 }
+_CORE = ("ts", "level", "service", "logger", "msg")
 
 
 class JsonFormatter(logging.Formatter):
+    """One line per record, so a multi-line traceback stays one event for the log pipeline."""
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
@@ -36,22 +39,31 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        # An extra named like a core field must not overwrite it: queries rely on those.
+        entry.update(
+            {k: v for k, v in vars(record).items() if k not in _STANDARD and k not in _CORE}
+        )
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route every logger (and ``warnings``) to JSON lines on stderr, replacing any handler a
+    library installed, so a service's stderr holds nothing a log pipeline cannot parse."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)
 
 
-def uvicorn_log_config(service: str) -> dict[str, Any]:
-    """uvicorn's loggers routed through the same JSON formatter."""
+def uvicorn_log_config(service: str, level: str = "INFO") -> dict[str, Any]:
+    """For ``uvicorn.run(log_config=...)``: uvicorn applies its own logging config at start-up,
+    which would otherwise replace ours with its plain-text formatters."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -64,7 +76,7 @@ def uvicorn_log_config(service: str) -> dict[str, Any]:
             }
         },
         "loggers": {
-            name: {"handlers": ["stderr"], "level": "INFO", "propagate": False}
+            name: {"handlers": ["stderr"], "level": level.upper(), "propagate": False}
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
         },
     }

@@ -1,90 +1,197 @@
-"""The process supervisor behind `posefleet up`, with tiny python children."""
+"""The process supervisor behind `posefleet up`, with tiny python children.
 
+Signal behaviour is tested with the supervisor in a subprocess of its own, the way a terminal
+runs `posefleet up`; readiness in-process.
+"""
+
+import io
+import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
+from rich.console import Console
+
+from services.cli.supervisor import ProcessSpec, Supervisor, compact
+from services.core.redis_server import free_port
+from tests.core.test_redis_server import alive, wait_gone
+
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(60)
+
+# A child that says hello, reports which stop signals reach it, and exits 0 on SIGTERM.
+POLITE = (
+    "import os, signal, sys, time\n"
+    "def on(sig, _):\n"
+    "    print('got', signal.Signals(sig).name, flush=True)\n"
+    "    if sig == signal.SIGTERM: sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, on); signal.signal(signal.SIGINT, on)\n"
+    "print('hello pid', os.getpid(), flush=True)\n"
+    "time.sleep(60)\n"
+)
 
 
-def supervise(children: str, grace: float = 2.0) -> subprocess.Popen:
-    """Run a Supervisor in a subprocess over the given ProcessSpec list expression."""
-    script = textwrap.dedent(f"""
-        import sys
-        from rich.console import Console
-        from services.cli.supervisor import ProcessSpec, Supervisor
-        py = sys.executable
-        sup = Supervisor(Console(force_terminal=False, width=200), grace_s={grace})
-        for spec in {children}:
-            sup.start(spec)
-        print("READY", flush=True)
-        sys.exit(sup.run_until_stopped())
-    """)
-    return subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+@pytest.fixture
+def supervise() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Run a Supervisor in a subprocess over a ProcessSpec list expression. One that a failed
+    test left running is killed at teardown, and its children die with it."""
+    started: list[subprocess.Popen] = []
+
+    def run(children: str, grace: float = 5.0, **popen: object) -> subprocess.Popen:
+        script = textwrap.dedent(f"""
+            import sys
+            from rich.console import Console
+            from services.cli.supervisor import ProcessSpec, Supervisor
+            py = sys.executable
+            sup = Supervisor(Console(force_terminal=False, width=200), grace_s={grace})
+            for spec in {children}:
+                sup.start(spec)
+            sys.exit(sup.run_until_stopped())
+        """)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **popen,
+        )
+        started.append(proc)
+        return proc
+
+    yield run
+    for proc in started:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
 
 
 def read_until(proc: subprocess.Popen, marker: str) -> str:
+    """The first line of the supervisor's output holding ``marker``, read as it streams."""
     seen = []
     for line in proc.stdout:
         seen.append(line)
         if marker in line:
-            return "".join(seen)
+            return line
     raise AssertionError(f"{marker!r} never appeared:\n{''.join(seen)}")
 
 
-SLEEPER = (
-    "[ProcessSpec('a', [py, '-c', 'import time; print(\"hello from a\", flush=True); "
-    "time.sleep(60)'])]"
-)
+def child_pid(line: str) -> int:
+    return int(line.rsplit(maxsplit=1)[1])
 
 
-def test_output_is_prefixed_and_sigterm_stops_children_cleanly():
-    proc = supervise(SLEEPER)
-    assert "a │ hello from a" in read_until(proc, "hello from a")
+def test_output_is_streamed_prefixed_and_sigterm_stops_children_cleanly(supervise):
+    proc = supervise(f"[ProcessSpec('polite', [py, '-c', {POLITE!r}])]")
+    line = read_until(proc, "hello pid")  # arrives while the child still runs
+    assert line.startswith("polite │ hello pid ")
     proc.send_signal(signal.SIGTERM)
     rest = proc.communicate(timeout=20)[0]
-    assert proc.returncode == 0
-    assert "a: exited -15" in rest
+    assert proc.returncode == 0, rest
+    assert "polite │ got SIGTERM" in rest and "polite: exited 0" in rest
+    assert not alive(child_pid(line))
 
 
-def test_child_ignoring_sigterm_is_killed_after_the_grace_period():
-    stubborn = (
-        "[ProcessSpec('s', [py, '-c', 'import signal, time; "
-        'signal.signal(signal.SIGTERM, signal.SIG_IGN); print("up", flush=True); '
-        "time.sleep(60)'])]"
-    )
-    proc = supervise(stubborn, grace=0.5)
-    read_until(proc, "s │ up")
-    started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+def test_ctrl_c_reaches_only_the_supervisor_which_then_sends_sigterm(supervise):
+    # A terminal's Ctrl-C signals its whole foreground process group: the supervisor's.
+    proc = supervise(f"[ProcessSpec('polite', [py, '-c', {POLITE!r}])]", start_new_session=True)
+    read_until(proc, "hello pid")
+    os.killpg(proc.pid, signal.SIGINT)
     rest = proc.communicate(timeout=20)[0]
-    assert "s: killed after" in rest
-    assert time.monotonic() - started < 10
+    assert proc.returncode == 0, rest
+    assert "got SIGINT" not in rest
+    assert "polite │ got SIGTERM" in rest
 
 
-def test_a_crashing_child_stops_the_others_with_its_exit_code():
-    crash = (
-        "[ProcessSpec('ok', [py, '-c', 'import time; time.sleep(60)']), "
-        "ProcessSpec('bad', [py, '-c', 'import time; time.sleep(0.5); raise SystemExit(3)'])]"
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(supervise):
+    stubborn = (
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('stubborn pid', os.getpid(), flush=True)\n"
+        "time.sleep(60)\n"
     )
-    proc = supervise(crash)
+    proc = supervise(f"[ProcessSpec('s', [py, '-c', {stubborn!r}])]", grace=0.3)
+    pid = child_pid(read_until(proc, "stubborn pid"))
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, rest
+    assert "s: killed after the 0.3 s grace period" in rest
+    assert not alive(pid)
+
+
+@pytest.mark.parametrize(
+    ("death", "status", "shown"),
+    [
+        ("raise SystemExit(3)", 3, "exited with 3"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", 128 + 9, "exited with -9 (SIGKILL)"),
+    ],
+)
+def test_a_dying_child_stops_the_others_and_sets_the_exit_status(supervise, death, status, shown):
+    crash = f"import os, signal; print('last words', flush=True); {death}"
+    proc = supervise(
+        f"[ProcessSpec('ok', [py, '-c', {POLITE!r}]), ProcessSpec('bad', [py, '-c', {crash!r}])]"
+    )
     out = proc.communicate(timeout=30)[0]
-    assert proc.returncode == 3, out
-    assert "bad exited with 3; stopping" in out and "ok: exited -15" in out
+    assert proc.returncode == status, out
+    # The child's own last lines come before the reason everything stops.
+    assert out.index("bad │ last words") < out.index(f"bad {shown}; stopping")
+    assert "ok: exited 0" in out
+
+
+def test_children_do_not_outlive_a_sigkilled_supervisor(supervise):
+    proc = supervise(f"[ProcessSpec('polite', [py, '-c', {POLITE!r}])]")
+    pid = child_pid(read_until(proc, "hello pid"))
+    proc.kill()
+    proc.communicate(timeout=10)
+    wait_gone(pid)
+
+
+@pytest.fixture
+def supervisor():
+    sup = Supervisor(Console(file=io.StringIO(), width=200), grace_s=2.0)
+    yield sup
+    sup.stop_all()
+
+
+def test_wait_ready_returns_once_every_ready_url_answers_200(supervisor, tmp_path):
+    port = free_port()
+    server = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    supervisor.start(
+        ProcessSpec(
+            "web", [*server, "--directory", str(tmp_path)], ready_url=f"http://127.0.0.1:{port}/"
+        )
+    )
+    supervisor.start(ProcessSpec("plain", [sys.executable, "-c", "import time; time.sleep(60)"]))
+    supervisor.wait_ready(timeout_s=20)
+
+
+def test_wait_ready_fails_with_the_output_of_a_child_that_died(supervisor):
+    supervisor.start(
+        ProcessSpec(
+            "web",
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            ready_url=f"http://127.0.0.1:{free_port()}/readyz",
+        )
+    )
+    crash = "import sys; print('cannot load the model'); sys.exit(2)"
+    supervisor.start(ProcessSpec("worker", [sys.executable, "-c", crash]))
+    with pytest.raises(RuntimeError, match=r"(?s)worker exited with 2.*cannot load the model"):
+        supervisor.wait_ready(timeout_s=20)
+
+
+def test_wait_ready_times_out_with_the_output_of_the_process_not_ready(supervisor):
+    never = "print('listening soon', flush=True); import time; time.sleep(60)"
+    url = f"http://127.0.0.1:{free_port()}/readyz"
+    supervisor.start(ProcessSpec("web", [sys.executable, "-c", never], ready_url=url))
+    with pytest.raises(RuntimeError, match=rf"(?s)web not ready at {url} after 0.5 s.*soon"):
+        supervisor.wait_ready(timeout_s=0.5)
 
 
 def test_json_log_lines_are_shown_compactly():
-    from services.cli.supervisor import compact
-
     line = '{"ts": "t", "level": "info", "service": "s", "logger": "l", "msg": "hi", "n": 1}'
     assert compact(line) == "info    hi n=1"
+    assert compact(line.replace('"info"', '"error"')) == "[red]error   hi n=1[/]"
     assert compact("plain [text]") == "plain \\[text]"
