@@ -13,6 +13,37 @@ from loadtest.stacks import ROOT, local_stack
 from services.core.redis_server import free_port
 
 
+def locust_command(
+    host: str,
+    users: int,
+    spawn_rate: float,
+    run_time: str,
+    csv_prefix: Path,
+    html: Path | None = None,
+) -> list[str]:
+    """A bounded headless run of the project's locustfile (also the suite's smoke test)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "loadtest" / "locustfile.py"),
+        "--headless",
+        "--host",
+        host,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--run-time",
+        run_time,
+        "--csv",
+        str(csv_prefix),
+        "--only-summary",
+    ]
+    return cmd + (["--html", str(html)] if html else [])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", default="30s", help="locust --run-time")
@@ -27,27 +58,14 @@ def main() -> int:
     log = args.out.with_suffix(".stack.log")
     print(f"starting the stack on port {port} (log: {log})", flush=True)
     with local_stack(port, log):
-        cmd = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(ROOT / "loadtest" / "locustfile.py"),
-            "--headless",
-            "--host",
+        cmd = locust_command(
             f"http://127.0.0.1:{port}",
-            "--users",
-            str(args.users),
-            "--spawn-rate",
-            str(args.spawn_rate),
-            "--run-time",
+            args.users,
+            args.spawn_rate,
             args.duration,
-            "--csv",
-            str(args.out),
-            "--html",
-            str(args.out.with_suffix(".html")),
-            "--only-summary",
-        ]
+            args.out,
+            html=args.out.with_suffix(".html"),
+        )
         env = {**os.environ, "LOADTEST_PIPELINES": args.pipelines}
         result = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
     print(f"reports: {args.out}_stats.csv, {args.out.with_suffix('.html')}")

@@ -3,8 +3,8 @@
 import csv
 import os
 import subprocess
-import sys
 
+from loadtest.run_local import locust_command
 from tests.e2e.stack import ROOT
 
 
@@ -12,25 +12,7 @@ def test_locust_reports_end_to_end_job_latency(stack, tmp_path):
     prefix = tmp_path / "smoke"
     env = {**os.environ, "LOADTEST_PIPELINES": "pose,classify"}
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(ROOT / "loadtest" / "locustfile.py"),
-            "--headless",
-            "--host",
-            stack.url,
-            "--users",
-            "2",
-            "--spawn-rate",
-            "2",
-            "--run-time",
-            "5s",
-            "--csv",
-            str(prefix),
-            "--only-summary",
-        ],
+        locust_command(stack.url, 2, 2, "5s", prefix),
         cwd=ROOT,
         env=env,
         capture_output=True,
