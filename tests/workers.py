@@ -12,34 +12,30 @@ from pathlib import Path
 import redis
 import uvicorn
 
-from services.core.handler import HandlerContext
 from services.core.pipeline import load_pipelines
 from services.core.redis_server import free_port
 from services.core.settings import Settings
-from services.core.worker import Worker, load_handler
+from services.core.worker import Worker, start_instances
 from services.gateway.app import create_app
 
 TEST_PIPELINES = Path(__file__).resolve().parent / "data" / "pipelines-test.yaml"
 
 
+def make_workers(
+    client: redis.Redis, stage: str, settings: Settings | None = None, **overrides: object
+) -> list[Worker]:
+    """A stage's workers as ``run_stage`` builds them: one per instance of the group."""
+    settings = settings or Settings(block_ms=50, pipelines_file=TEST_PIPELINES)
+    spec = replace(load_pipelines(settings.pipelines_file).stages[stage], **overrides)
+    workers = start_instances(spec, settings, client, threading.Event())
+    workers[0].stream.ensure_group()
+    return workers
+
+
 def make_worker(
     client: redis.Redis, stage: str, settings: Settings | None = None, **overrides: object
 ) -> Worker:
-    settings = settings or Settings(block_ms=50, pipelines_file=TEST_PIPELINES)
-    spec = replace(load_pipelines(settings.pipelines_file).stages[stage], **overrides)
-    handler = load_handler(spec)
-    handler.initialize(
-        HandlerContext(
-            stage=stage,
-            settings=settings,
-            model=spec.model,
-            model_version=spec.model_version,
-            options=spec.options,
-        )
-    )
-    worker = Worker(client, spec, handler, settings)
-    worker.stream.ensure_group()
-    return worker
+    return make_workers(client, stage, settings, **overrides)[0]
 
 
 @contextmanager

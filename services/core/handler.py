@@ -35,6 +35,9 @@ class HandlerContext:
     model: str | None = None
     model_version: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Which copy of an instance group this handler is (0-based): accelerator backends bind
+    # copy i to its own cores.
+    instance: int = 0
 
 
 class Handler(ABC):

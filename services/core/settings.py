@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         500, ge=10, description="longest wait for work before re-checking shutdown"
     )
     pool: str = "cpu"
+    # Instance groups (Triton's idea): model copies per worker process, each with its own
+    # session and its own batch loop in a thread, so one pod can use every NeuronCore or split
+    # its CPU cores between copies (see intra_op_threads).
+    instances: int = Field(1, ge=1)
+    # Per-stage model override, "name" or "name:version": switching the pose stage to
+    # MediaPipe is an env change (POSEFLEET_STAGE_MODELS='{"pose": "mediapipe-pose-full"}').
+    stage_models: dict[str, str] = Field(default_factory=dict)
     # Workers serve /metrics and /healthz here (0 = no server, e.g. several workers per host
     # without distinct ports).
     metrics_port: int = Field(9100, ge=0, le=65535)
@@ -48,6 +55,10 @@ class Settings(BaseSettings):
     pool_hourly_cost: dict[str, float] = Field(
         default_factory=lambda: {"cpu": 0.085, "gpu": 0.526, "inferentia": 0.7582}
     )
+
+    # Which runtime executes the models: onnxruntime (CPU/CUDA/TensorRT providers) or AWS
+    # Neuron (Inferentia, a compiled artefact from `posefleet models compile --target neuron`).
+    backend: Literal["onnxruntime", "neuron"] = "onnxruntime"
 
     # onnxruntime, per node pool: provider, threads (0 lets onnxruntime choose), graph
     # optimisation, TensorRT options; a missing provider fails start-up unless allow_fallback.

@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from secrets import token_hex
@@ -65,6 +65,7 @@ class Worker:
         handler: Handler,
         settings: Settings,
         stopping: threading.Event | None = None,
+        register: bool = True,
     ) -> None:
         self.client = client
         self.stage = stage
@@ -79,7 +80,7 @@ class Worker:
         )
         self._visibility_ms = int(settings.visibility_timeout_s * 1000)
         self._next_claim = 0.0
-        self._next_register = 0.0
+        self._next_register = 0.0 if register else float("inf")
         self._started_ms: int | None = None
         self._stopping = stopping or threading.Event()
         self._in_flight: tuple[list[str], float] | None = None  # (entry ids, give-up time)
@@ -398,6 +399,53 @@ def load_handler(stage: StageSpec) -> Handler:
     return handler_cls()
 
 
+def stage_model(spec: StageSpec, settings: Settings) -> tuple[str | None, str | None]:
+    """The stage's model and version: pipelines.yaml's, unless settings override it."""
+    override = settings.stage_models.get(spec.name)
+    if not override:
+        return spec.model, spec.model_version
+    name, _, version = override.partition(":")
+    return name, version or None
+
+
+def start_instances(
+    spec: StageSpec, settings: Settings, client: redis.Redis, stopping: threading.Event
+) -> list[Worker]:
+    """One handler (model copy) and one batch loop per instance. Only the first registers in
+    the worker registry: the registry counts pods for cost, and N copies are still one pod."""
+    model, version = stage_model(spec, settings)
+    workers = []
+    for instance in range(settings.instances):
+        handler = load_handler(spec)
+        handler.initialize(
+            HandlerContext(
+                stage=spec.name,
+                settings=settings,
+                model=model,
+                model_version=version,
+                options=spec.options,
+                instance=instance,
+            )
+        )
+        workers.append(
+            Worker(client, spec, handler, settings, stopping=stopping, register=instance == 0)
+        )
+        if stopping.is_set():  # told to stop while models loaded
+            break
+    return workers
+
+
+def health_of(workers: list[Worker]) -> Callable[[], tuple[bool, dict[str, object]]]:
+    """Healthy only while every instance's loop turns: one stuck copy is a stuck pod."""
+
+    def check() -> tuple[bool, dict[str, object]]:
+        results = [w.heartbeat.check() for w in workers]
+        worst = next((r for r in results if not r[0]), results[0])
+        return worst[0], {**worst[1], "instances": len(workers)}
+
+    return check
+
+
 def run_stage(stage_name: str, settings: Settings | None = None) -> int:
     """Entry point of ``python -m services.<stage>`` and ``posefleet worker``."""
     from services.core.logs import configure_logging
@@ -414,27 +462,23 @@ def run_stage(stage_name: str, settings: Settings | None = None) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    handler = load_handler(spec)
-    handler.initialize(
-        HandlerContext(
-            stage=spec.name,
-            settings=settings,
-            model=spec.model,
-            model_version=spec.model_version,
-            options=spec.options,
-        )
-    )
-    worker = Worker(
-        redis.Redis.from_url(settings.redis_url), spec, handler, settings, stopping=stopping
-    )
+    workers = start_instances(spec, settings, redis.Redis.from_url(settings.redis_url), stopping)
     probes = None
     if settings.metrics_port:
         probes = ProbeServer(
-            settings.metrics_port, worker.heartbeat.check, worker.refresh_backlog
+            settings.metrics_port, health_of(workers), workers[0].refresh_backlog
         ).start()
         log.info("probes listening", extra={"port": probes.port, "paths": "/metrics /healthz"})
+    threads = [
+        threading.Thread(target=w.run, name=f"instance-{i}", daemon=True)
+        for i, w in enumerate(workers[1:], start=1)
+    ]
     try:
-        worker.run()
+        for thread in threads:
+            thread.start()
+        workers[0].run()
+        for thread in threads:  # each drains its own batch before returning
+            thread.join()
     finally:
         if probes is not None:
             probes.stop()

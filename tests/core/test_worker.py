@@ -3,7 +3,6 @@
 import threading
 import time
 
-import pytest
 import redis
 
 from services.core import keys
@@ -13,7 +12,7 @@ from services.core.redis_server import free_port, start_redis
 from services.core.settings import Settings
 from services.core.worker import Worker, load_handler
 from tests.jobwait import wait_terminal
-from tests.workers import TEST_PIPELINES, make_worker, worker_threads
+from tests.workers import TEST_PIPELINES, make_worker
 
 CONFIG = load_pipelines(TEST_PIPELINES)
 
@@ -22,12 +21,6 @@ def submit(redis_client, job_id, image=b"img", pipeline="single"):
     return DagSteps(redis_client).create(
         job_id, CONFIG.pipelines[pipeline], image, {"tenant": "t"}, ttl_s=600, deadline_s=60
     )
-
-
-@pytest.fixture
-def running():
-    with worker_threads() as start:
-        yield start
 
 
 def test_collect_honours_max_batch(redis_client):

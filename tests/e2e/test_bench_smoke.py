@@ -33,3 +33,16 @@ def test_bench_smoke_writes_every_row(tmp_path, model_root):
         assert row["images"] > 0 and row["errors"] == 0, row
         assert row["cost_per_1000_images"] > 0
     assert "pose pipeline on" in result.stdout and "$/1000 img" in result.stdout
+
+
+def test_instances_bench_prints_every_grouping(model_root):
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.instances", "--images", "4", "--rounds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("│")[1:4] for line in result.stdout.splitlines() if "x │" in line]
+    assert [[c.strip() for c in row[:2]] for row in rows] == [["1", "1"], ["1", "2"], ["2", "1"]]
