@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,9 @@ from services.core.settings import get_settings
 from services.core.worker import consumer_prefix
 
 
-def build_models_with_progress(console: Console, names: list[str] | None) -> list[Any]:
-    from services.core.models.build import build_models
-
-    settings = get_settings()
+@contextmanager
+def step_progress(console: Console) -> Iterator[Callable[[str, float | None], None]]:
+    """A spinner/bar for long model commands; yields the ``report(step, fraction)`` callback."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("models", total=None)
@@ -35,6 +36,14 @@ def build_models_with_progress(console: Console, names: list[str] | None) -> lis
                 total=None if fraction is None else 100,
             )
 
+        yield report
+
+
+def build_models_with_progress(console: Console, names: list[str] | None) -> list[Any]:
+    from services.core.models.build import build_models
+
+    settings = get_settings()
+    with step_progress(console) as report:
         return build_models(names, settings.model_root, settings.cache_dir, report)
 
 

@@ -260,6 +260,46 @@ def models_build(
     console.print(f"{len(built)} model(s) ready in {time.perf_counter() - started:.1f} s")
 
 
+@models_app.command("quantize")
+def models_quantize(
+    name: Annotated[str, typer.Argument(help="model name from `models list`")],
+    images: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="photos to compare fp32 and int8 on")
+    ],
+    mode: Annotated[str, typer.Option(help="dynamic (weights only) or static (calibrated)")] = (
+        "dynamic"
+    ),
+    calibration: Annotated[
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="photos for static calibration"),
+    ] = None,
+    from_version: Annotated[
+        str | None, typer.Option(help="fp32 version to start from (default: newest fp32)")
+    ] = None,
+    op_types: Annotated[
+        str | None, typer.Option(help="only these ops, e.g. Conv,MatMul (default: all)")
+    ] = None,
+) -> None:
+    """Write an int8 version of NAME and report size, latency and agreement with fp32."""
+    from services.cli.local import step_progress
+    from services.cli.models import quantize_table
+    from services.core.models.quantize import quantize_model
+    from services.core.settings import get_settings
+
+    with step_progress(console) as report:
+        result = quantize_model(
+            name,
+            mode,
+            images,
+            get_settings(),
+            calibration,
+            from_version,
+            report,
+            op_types.split(",") if op_types else None,
+        )
+    output.print(quantize_table(result))
+
+
 def main() -> None:
     """Console entry point: expected failures become one red line and exit 1, not a traceback."""
     from services.core.models.build import ModelBuildError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.table import Table
@@ -71,3 +72,23 @@ def model_info(name: str, model_root: Path) -> str:
         )
         info["built"] = {"path": str(built.path / "model.onnx"), **spec}
     return yaml.safe_dump(info, sort_keys=False, allow_unicode=True)
+
+
+def quantize_table(result: dict[str, Any]) -> Table:
+    name, (old, new) = result["model"], (result["from_version"], result["version"])
+    table = Table(
+        title=f"{name}: v{old} fp32 → v{new} int8 ({result['mode']}), "
+        f"{result['photos']} photos, stage {result['stage']}"
+    )
+    for column in ("", "fp32", "int8", "ratio"):
+        table.add_column(column, justify="right")
+    (size_a, size_b), (ms_a, ms_b) = result["size_mb"], result["median_ms"]
+    table.add_row("size MB", f"{size_a:.2f}", f"{size_b:.2f}", f"{size_b / size_a:.2f}x")
+    table.add_row("median ms", f"{ms_a:.2f}", f"{ms_b:.2f}", f"{ms_b / ms_a:.2f}x")
+    for metric, value in result["agreement"].items():
+        if isinstance(value, list):  # counts, e.g. people found by each
+            table.add_row(metric, str(value[0]), str(value[1]), "")
+        else:
+            shown = "n/a" if value is None else f"{value:.3f}"
+            table.add_row(f"agreement {metric}", "1.000", shown, "")
+    return table

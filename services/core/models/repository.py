@@ -40,12 +40,24 @@ class ModelRepository:
         )
         return sorted(found, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
 
+    def default_version(self, name: str, versions: list[str]) -> str:
+        """The newest version built from the catalog. Derived versions (``models quantize``)
+        are served only when pinned: being newest must not put an unreviewed int8 model live."""
+        for version in reversed(versions):
+            spec = yaml.safe_load((self.root / name / version / "model.yaml").read_text())
+            if "quantization" not in spec:
+                return version
+        raise ModelNotFound(
+            f"model '{name}' has only derived versions {versions} in {self.root}: pin one, or "
+            f"run `posefleet models build {name}`"
+        )
+
     def get(self, name: str, version: str | None = None) -> ModelEntry:
         fix = f"run `posefleet models build {name}`"
         versions = self.versions(name)
         if not versions:
             raise ModelNotFound(f"model '{name}' is not in the repository {self.root}; {fix}")
-        version = version or versions[-1]
+        version = version or self.default_version(name, versions)
         if version not in versions:
             raise ModelNotFound(
                 f"model '{name}' has no version {version} in {self.root} (have {versions})"
