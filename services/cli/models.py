@@ -11,6 +11,7 @@ from rich.table import Table
 
 from services.core.models.build import cached_model
 from services.core.models.catalog import CATALOG, ModelRecipe
+from services.core.models.repository import ModelNotFound, ModelRepository
 
 
 def _source(recipe: ModelRecipe) -> tuple[str, str]:
@@ -71,7 +72,30 @@ def model_info(name: str, model_root: Path) -> str:
             f"{len(spec['labels'])} labels" if len(spec["labels"]) > 20 else spec["labels"]
         )
         info["built"] = {"path": str(built.path / "model.onnx"), **spec}
+    info["versions"] = repository_versions(name, model_root)
     return yaml.safe_dump(info, sort_keys=False, allow_unicode=True)
+
+
+def repository_versions(name: str, model_root: Path) -> dict[str, str]:
+    """Every version on disk and what serves it: derived ones run only where pinned."""
+    repository = ModelRepository(model_root)
+    versions = repository.versions(name)
+    if not versions:
+        return {}
+    try:
+        default = repository.default_version(name, versions)
+    except ModelNotFound:
+        default = None
+    described = {}
+    for version in versions:
+        spec = yaml.safe_load((model_root / name / version / "model.yaml").read_text())
+        quant = spec.get("quantization")
+        described[version] = (
+            f"int8 {quant['mode']} from v{quant['from_version']} (served only where pinned)"
+            if quant
+            else "fp32" + (" (default)" if version == default else "")
+        )
+    return described
 
 
 def quantize_table(result: dict[str, Any]) -> Table:

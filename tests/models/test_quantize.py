@@ -7,6 +7,7 @@ import pytest
 import yaml
 from skimage import data
 
+from services.cli.models import model_info
 from services.core.handler import HandlerContext
 from services.core.models.agreement import agreement, pck
 from services.core.models.build import ModelBuildError, sha256_file
@@ -81,6 +82,11 @@ def test_static_int8_pose_model_is_a_pinned_version_that_agrees_with_fp32(privat
     assert spec["quantization"]["from_sha256"] == repository.get("movenet-lightning").spec["sha256"]
     assert spec["checks"]["quantization_report"]["agreement"] == result["agreement"]
 
+    info = yaml.safe_load(model_info("movenet-lightning", private_root.model_root))
+    assert info["versions"] == {
+        "1": "fp32 (default)",
+        "2": "int8 static from v1 (served only where pinned)",
+    }
     handler = PoseHandler()  # the int8 version serves the stage when pinned
     handler.initialize(HandlerContext("pose", private_root, "movenet-lightning", "2"))
     assert handler.entry.version == "2"
