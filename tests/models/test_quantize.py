@@ -54,6 +54,15 @@ def photo_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def calibration_dir(tmp_path_factory):
+    """Other photos than the evaluation set, as calibration should be."""
+    folder = tmp_path_factory.mktemp("calibration")
+    shutil.copy(OPENCV_DATA / "basketball2.png", folder)
+    shutil.copy(OPENCV_DATA / "messi5.jpg", folder)
+    return folder
+
+
 @pytest.fixture
 def private_root(tmp_path, model_root):
     """A copy of the built models, so a new version never reaches other tests."""
@@ -62,9 +71,11 @@ def private_root(tmp_path, model_root):
     return Settings(model_root=tmp_path, cache_dir=get_settings().cache_dir)
 
 
-def test_static_int8_pose_model_is_a_pinned_version_that_agrees_with_fp32(private_root, photo_dir):
+def test_static_int8_pose_model_is_a_pinned_version_that_agrees_with_fp32(
+    private_root, photo_dir, calibration_dir
+):
     result = quantize_model(
-        "movenet-lightning", "static", photo_dir, private_root, calibration_dir=photo_dir
+        "movenet-lightning", "static", photo_dir, private_root, calibration_dir=calibration_dir
     )
     assert (result["from_version"], result["version"], result["stage"]) == ("1", "2", "pose")
     fp32_mb, int8_mb = result["size_mb"]
@@ -79,6 +90,7 @@ def test_static_int8_pose_model_is_a_pinned_version_that_agrees_with_fp32(privat
     spec = yaml.safe_load((pinned.path.parent / "model.yaml").read_text())
     assert spec["sha256"] == sha256_file(pinned.path)
     assert spec["quantization"]["mode"] == "static"
+    assert spec["quantization"]["calibration_images"] == 2
     assert spec["quantization"]["from_sha256"] == repository.get("movenet-lightning").spec["sha256"]
     assert spec["checks"]["quantization_report"]["agreement"] == result["agreement"]
 

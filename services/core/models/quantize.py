@@ -91,7 +91,8 @@ class StageRunner:
 
     def __init__(self, settings: Settings, config: PipelineConfig, stage: StageSpec) -> None:
         self.settings, self.config, self.stage = settings, config, stage
-        self._upstream: dict[str, list[Any]] = {}
+        # upstream outputs per (input name, photo set): computed once, reused by every version
+        self._upstream: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
 
     def handler(self, spec: StageSpec, model: str | None, version: str | None) -> Handler:
         handler = load_handler(spec)
@@ -105,13 +106,14 @@ class StageRunner:
         for name in self.stage.inputs:
             if name == "image":
                 continue
-            if name not in self._upstream:
+            key = (name, tuple(photos))
+            if key not in self._upstream:
                 source = next(s for s in self.config.stages.values() if name in s.outputs)
                 upstream = self.handler(source, source.model, source.model_version)
-                self._upstream[name] = [
+                self._upstream[key] = [
                     out[name] for out in run_handler(upstream, inputs, record=False)[0]
                 ]
-            for item, value in zip(inputs, self._upstream[name], strict=True):
+            for item, value in zip(inputs, self._upstream[key], strict=True):
                 item[name] = value
         return [Task(f"photo-{i}", self.stage.name, item) for i, item in enumerate(inputs)]
 
