@@ -6,13 +6,13 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test install models lint format test-data clean loadtest bench
+.PHONY: up test install models lint format test-data clean loadtest bench k8s
 
 up: install
 	$(BIN)/posefleet up
 
 test: install test-data
-	$(BIN)/ruff check services tests loadtest
+	$(BIN)/ruff check services tests loadtest tools
 	$(BIN)/python -m pytest
 
 install: $(STAMP)
@@ -34,6 +34,10 @@ bench: install
 models: install
 	$(BIN)/posefleet models build
 
+# Re-render k8s/base from the Helm chart (the tests fail while it is stale).
+k8s: install
+	$(BIN)/python -m tools.render_k8s
+
 test-data:
 	@test -f $(OPENCV_DOC) || { \
 	  echo "installing Debian's opencv-doc for the test photos"; \
@@ -41,7 +45,7 @@ test-data:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq opencv-doc; }
 
 lint: install
-	$(BIN)/ruff check services tests loadtest
+	$(BIN)/ruff check services tests loadtest tools
 	$(BIN)/ruff format --check services tests loadtest
 
 format: install

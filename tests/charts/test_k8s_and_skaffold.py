@@ -1,0 +1,68 @@
+"""k8s/ (the chart rendered for kustomize, plus pool overlays) and skaffold.yaml."""
+
+import json
+import subprocess
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.charts.conftest import env_of
+from tests.charts.test_helm_chart import validate_strictly, workers
+from tools.kubetools import ROOT, ensure
+from tools.render_k8s import BASE, render
+
+SKAFFOLD_SCHEMA = ROOT / "tests" / "data" / "skaffold-v4beta13.json"
+
+
+def kustomize(overlay: str) -> tuple[dict, ...]:
+    out = subprocess.run(
+        [str(ensure("kubectl")), "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return tuple(d for d in yaml.safe_load_all(out) if d)
+
+
+def test_base_is_the_chart_rendered_now():
+    assert BASE.read_text() == render(), "k8s/base is stale: run `make k8s`"
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu", "inferentia"])
+def test_overlays_render_valid_objects(overlay):
+    docs = kustomize(overlay)
+    for doc in docs:
+        validate_strictly(doc)
+    assert all(d["metadata"].get("namespace") == "posefleet" for d in docs)
+
+
+@pytest.mark.parametrize(
+    ("overlay", "stages", "pool", "device"),
+    [
+        ("gpu", {"detector", "pose"}, "gpu", "nvidia.com/gpu"),
+        ("inferentia", {"pose"}, "inferentia", "aws.amazon.com/neuron"),
+        ("cpu", set(), "cpu", None),
+    ],
+)
+def test_overlays_move_stages_onto_their_pool(overlay, stages, pool, device):
+    for deployment in workers(kustomize(overlay)):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        stage = deployment["metadata"]["labels"]["posefleet.io/stage"]
+        env = env_of(container)
+        if stage in stages:
+            assert env["POSEFLEET_POOL"] == pool
+            assert json.loads(env["POSEFLEET_POOL_HOURLY_COST"]).keys() == {pool}
+            assert device in container["resources"]["limits"]
+        else:
+            assert env["POSEFLEET_POOL"] == "cpu" and container["image"].endswith("-cpu")
+
+
+def test_skaffold_config_matches_the_official_schema():
+    schema = json.loads(SKAFFOLD_SCHEMA.read_text())
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    jsonschema.validate(config, schema)
+    assert config["apiVersion"] == "skaffold/v4beta13"
+    assert {p["name"] for p in config["profiles"]} == {"cpu", "gpu", "inferentia", "dev"}
+    with pytest.raises(jsonschema.ValidationError):  # the schema is strict enough to catch typos
+        jsonschema.validate({**config, "deploy": {"helm": {"release": []}}}, schema)
