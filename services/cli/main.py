@@ -300,6 +300,54 @@ def models_quantize(
     output.print(quantize_table(result))
 
 
+@models_app.command("compile")
+def models_compile(
+    name: Annotated[str, typer.Argument(help="model name from `models list`")],
+    target: Annotated[str, typer.Option(help="neuron (AWS Inferentia) or tensorrt (NVIDIA)")],
+    version: Annotated[str | None, typer.Option(help="version (default: the served one)")] = None,
+    batch_size: Annotated[int, typer.Option(help="neuron: the fixed compiled batch size")] = 1,
+    neuron_target: Annotated[str, typer.Option(help="neuron: inf2 (Inf1 is legacy)")] = "inf2",
+    max_batch: Annotated[
+        int | None, typer.Option(help="tensorrt: largest batch (default POSEFLEET_MAX_BATCH)")
+    ] = None,
+    fp16: Annotated[bool, typer.Option(help="tensorrt: fp16 engines")] = False,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="tensorrt: engine folder (POSEFLEET_TRT_ENGINE_CACHE)")
+    ] = None,
+) -> None:
+    """Compile NAME for an accelerator where its SDK is installed; elsewhere, say what to run
+    where and exit 1."""
+    from services.cli.local import step_progress
+    from services.core.models.compile import CompileUnavailable, compile_model
+    from services.core.models.repository import ModelNotFound
+    from services.core.settings import get_settings
+
+    if target not in ("neuron", "tensorrt") or neuron_target not in ("inf2", "inf1"):
+        console.print("[red]error:[/red] --target is neuron|tensorrt, --neuron-target inf2|inf1")
+        raise typer.Exit(2)
+    try:
+        with step_progress(console) as report:
+            result = compile_model(
+                name,
+                target,  # type: ignore[arg-type]
+                get_settings(),
+                version,
+                batch_size,
+                neuron_target,  # type: ignore[arg-type]
+                fp16,
+                cache_dir,
+                max_batch,
+                report=report,
+            )
+    except CompileUnavailable as exc:
+        console.print(f"[yellow]cannot compile here:[/yellow] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except ModelNotFound as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    print(json.dumps(result, indent=2, default=str))
+
+
 def main() -> None:
     """Console entry point: expected failures become one red line and exit 1, not a traceback."""
     from services.core.models.build import ModelBuildError

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # Which runtime executes the models: onnxruntime (CPU/CUDA/TensorRT providers) or AWS
     # Neuron (Inferentia, a compiled artefact from `posefleet models compile --target neuron`).
     backend: Literal["onnxruntime", "neuron"] = "onnxruntime"
+    # Neuron: inf2 (Inf2/Trn1, torch-neuronx) or inf1 (legacy, tensorflow-neuron); copy i of an
+    # instance group takes NeuronCores [first_core + i * cores_per_instance, ...).
+    neuron_target: Literal["inf2", "inf1"] = "inf2"
+    neuron_cores_per_instance: int = Field(1, ge=1)
+    neuron_first_core: int = Field(0, ge=0)
 
     # onnxruntime, per node pool: provider, threads (0 lets onnxruntime choose), graph
     # optimisation, TensorRT options; a missing provider fails start-up unless allow_fallback.

@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
 from services.core.handler import HandlerContext
 from services.core.models.repository import ModelEntry, ModelRepository
+from services.core.runtime.neuron import NeuronOptions, open_neuron_model
 from services.core.runtime.onnx import OnnxModel, OnnxOptions
+from services.core.settings import Settings
 
 log = logging.getLogger("posefleet.runtime")
 
 
-def load_model(ctx: HandlerContext, default: str) -> tuple[OnnxModel, ModelEntry]:
-    """Load the stage's model and run it once on a zero batch of its real input shape, so the
-    first request does not pay onnxruntime's lazy initialisation."""
-    entry = ModelRepository(ctx.settings.model_root).get(ctx.model or default, ctx.model_version)
-    settings = ctx.settings
-    model = OnnxModel(
+def neuron_options(settings: Settings) -> NeuronOptions:
+    return NeuronOptions(
+        target=settings.neuron_target,
+        cores_per_instance=settings.neuron_cores_per_instance,
+        first_core=settings.neuron_first_core,
+    )
+
+
+def open_model(entry: ModelEntry, settings: Settings, instance: int = 0) -> Any:
+    """The backend the node pool's settings name; every backend has the same three members
+    (``backend``, ``input_names``, ``run``), so handlers never know which one they got."""
+    if settings.backend == "neuron":
+        return open_neuron_model(entry, neuron_options(settings), instance)
+    return OnnxModel(
         entry.path,
         OnnxOptions(
             provider=settings.provider,
@@ -32,6 +43,13 @@ def load_model(ctx: HandlerContext, default: str) -> tuple[OnnxModel, ModelEntry
             allow_fallback=settings.allow_fallback,
         ),
     )
+
+
+def load_model(ctx: HandlerContext, default: str) -> tuple[Any, ModelEntry]:
+    """Load the stage's model and run it once on a zero batch of its real input shape, so the
+    first request does not pay the backend's lazy initialisation."""
+    entry = ModelRepository(ctx.settings.model_root).get(ctx.model or default, ctx.model_version)
+    model = open_model(entry, ctx.settings, ctx.instance)
     started = time.perf_counter()
     spec = entry.spec["inputs"][0]
     shape = [1 if not isinstance(d, int) else d for d in spec["shape"]]
@@ -42,6 +60,7 @@ def load_model(ctx: HandlerContext, default: str) -> tuple[OnnxModel, ModelEntry
             "model": entry.name,
             "version": entry.version,
             "backend": model.backend,
+            "instance": ctx.instance,
             "warmup_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
