@@ -9,15 +9,17 @@ clip them, and drop overlapping duplicates of the same person with NMS.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from services.detector.boxes import person_boxes
+
 INPUT_SIZE = 512
 PERSON_CLASS = 0
-NMS_IOU = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,23 +36,12 @@ def prepare(rgb: np.ndarray) -> tuple[np.ndarray, Frame]:
     return resized.astype(np.float32), Frame(width, height)
 
 
-def decode(detections: np.ndarray, frame: Frame, min_score: float) -> list[dict[str, Any]]:
-    """``detections``: (100, 6) rows of x1, y1, x2, y2 (input pixels), score, class."""
+def decode(
+    outputs: Mapping[str, np.ndarray], frame: Frame, min_score: float
+) -> list[dict[str, Any]]:
+    """``outputs["detections"]``: (100, 6) rows of x1, y1, x2, y2 (input pixels), score, class."""
+    detections = outputs["detections"]
     keep = (detections[:, 5] == PERSON_CLASS) & (detections[:, 4] >= min_score)
     rows = detections[keep]
-    if rows.size == 0:
-        return []
     scale = np.array([frame.width, frame.height, frame.width, frame.height]) / INPUT_SIZE
-    boxes = rows[:, :4] * scale
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, frame.width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, frame.height)
-    sizes = boxes[:, 2:] - boxes[:, :2]
-    valid = (sizes > 1).all(axis=1)
-    boxes, scores = boxes[valid], rows[valid, 4]
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-    chosen = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), min_score, NMS_IOU)
-    order = sorted(np.array(chosen).reshape(-1).tolist(), key=lambda i: -scores[i])
-    return [
-        {"box": [round(float(v), 2) for v in boxes[i]], "score": round(float(scores[i]), 4)}
-        for i in order
-    ]
+    return person_boxes(rows[:, :4] * scale, rows[:, 4], frame.width, frame.height, min_score)

@@ -1,7 +1,14 @@
-"""The detector stage: a batch of images → person boxes per image, one ``session.run``."""
+"""The detector stage: a batch of images → person boxes per image, one ``session.run``.
+
+The stage serves whichever detector its model is (pipelines.yaml ``model:`` or the model
+setting); model.yaml's ``preprocessing.family`` picks the matching input preparation and decoder,
+and its ``default_min_score`` the threshold unless the stage's options or a node's params set one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,37 +16,62 @@ import numpy as np
 from services.core.handler import Handler, HandlerContext, Task, TaskError
 from services.core.imaging import UndecodableImage, decode_image
 from services.core.runtime.loading import load_model
-from services.detector import centernet
+from services.detector import centernet, nanodet
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    prepare: Callable[[np.ndarray], tuple[np.ndarray, Any]]
+    decode: Callable[[Mapping[str, np.ndarray], Any, float], list[dict[str, Any]]]
+
+
+FAMILIES = {
+    "centernet": Family(centernet.prepare, centernet.decode),
+    "nanodet": Family(nanodet.prepare, nanodet.decode),
+}
 
 
 class DetectorHandler(Handler):
     def initialize(self, ctx: HandlerContext) -> None:
         self.model, self.entry = load_model(ctx, "centernet")
-        self.min_score = float(ctx.options.get("min_score", 0.25))
+        preprocessing = self.entry.spec.get("preprocessing", {})
+        name = preprocessing.get("family")
+        if name not in FAMILIES:
+            raise ValueError(
+                f"model '{self.entry.name}' (preprocessing.family {name!r} in its model.yaml) "
+                f"is not a person detector this stage can serve; families: {sorted(FAMILIES)}"
+            )
+        self.family = FAMILIES[name]
+        self.input_name = self.entry.spec["inputs"][0]["name"]
+        self.min_score = float(
+            ctx.options.get("min_score", preprocessing.get("default_min_score", 0.25))
+        )
 
-    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[centernet.Frame]]:
+    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[Any]]:
         images, frames = [], []
         for task in tasks:
             try:
                 pixels = decode_image(task.inputs["image"])
             except UndecodableImage as exc:
                 raise TaskError(str(exc)) from None
-            tensor, frame = centernet.prepare(pixels)
+            tensor, frame = self.family.prepare(pixels)
             images.append(tensor)
             frames.append(frame)
         return np.stack(images), frames
 
-    def inference(self, batch: tuple[np.ndarray, list[centernet.Frame]]) -> Any:
+    def inference(self, batch: tuple[np.ndarray, list[Any]]) -> Any:
         images, frames = batch
-        return self.model.run({"images": images})["detections"], frames
+        return self.model.run({self.input_name: images}), frames
 
     def postprocess(self, outputs: Any, tasks: list[Task]) -> list[dict[str, Any]]:
-        detections, frames = outputs
+        batched, frames = outputs
         return [
             {
-                "boxes": centernet.decode(
-                    det, frame, float(task.params.get("min_score", self.min_score))
+                "boxes": self.family.decode(
+                    {name: out[i] for name, out in batched.items()},
+                    frame,
+                    float(task.params.get("min_score", self.min_score)),
                 )
             }
-            for det, frame, task in zip(detections, frames, tasks, strict=True)
+            for i, (frame, task) in enumerate(zip(frames, tasks, strict=True))
         ]

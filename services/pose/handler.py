@@ -1,7 +1,13 @@
-"""The pose stage: every person crop of every image in the batch through ONE ``session.run``."""
+"""The pose stage: every person crop of every image in the batch through ONE model run.
+
+Which model serves it is a settings change (pipelines.yaml ``model:``, or POSEFLEET_STAGE_MODELS):
+the crop size and the decoder come from the model's model.yaml (``preprocessing.size`` and
+``preprocessing.family``), and every family answers in the same COCO-17 shape.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -9,15 +15,34 @@ import numpy as np
 from services.core.handler import Handler, HandlerContext, Task, TaskError
 from services.core.imaging import UndecodableImage, decode_image
 from services.core.runtime.loading import load_model
-from services.pose import movenet
+from services.pose import crops, mediapipe, movenet
+
+Decode = Callable[[dict[str, np.ndarray], int, crops.Square], list[dict[str, Any]]]
 
 
 class PoseHandler(Handler):
     def initialize(self, ctx: HandlerContext) -> None:
         self.model, self.entry = load_model(ctx, "movenet-lightning")
+        prep = self.entry.spec["preprocessing"]
+        family = prep.get("family", "movenet")
+        self.size = int(prep["size"])
+        spec = self.entry.spec["inputs"][0]
+        self.input_name, self.dtype = spec["name"], np.dtype(spec["dtype"])
+        self.prepare: Callable[[np.ndarray], np.ndarray]
+        self.decode: Decode
+        if family == "movenet":
+            self.prepare, self.decode = movenet.prepare, movenet.decode
+        elif family == "mediapipe-pose":
+            self.prepare = mediapipe.prepare
+            self.decode = mediapipe.decoder(self.size, prep["coco17_from"])
+        else:
+            raise ValueError(
+                f"model {self.entry.name} (family {family!r}) is not a crop-based pose model; "
+                "the pose stage serves the movenet and mediapipe-pose families"
+            )
 
-    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[list[movenet.Square]]]:
-        crops, squares = [], []
+    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[list[crops.Square]]]:
+        patches, squares = [], []
         for task in tasks:
             boxes = task.inputs["boxes"]
             if not boxes:  # no one to pose: skip decoding the image at all
@@ -29,20 +54,21 @@ class PoseHandler(Handler):
                 raise TaskError(str(exc)) from None
             mine = []
             for person in boxes:
-                patch, square = movenet.crop(pixels, person["box"])
-                crops.append(patch)
+                patch, square = crops.crop(pixels, person["box"], self.size)
+                patches.append(self.prepare(patch))
                 mine.append(square)
             squares.append(mine)
-        empty = np.zeros((0, movenet.INPUT_SIZE, movenet.INPUT_SIZE, 3), np.int32)
-        return (np.stack(crops) if crops else empty), squares
+        if not patches:
+            return np.zeros((0, self.size, self.size, 3), self.dtype), squares
+        return np.stack(patches), squares
 
-    def inference(self, batch: tuple[np.ndarray, list[list[movenet.Square]]]) -> Any:
-        crops, squares = batch
-        keypoints = self.model.run({"input": crops})["keypoints"] if len(crops) else crops
-        return keypoints, squares
+    def inference(self, batch: tuple[np.ndarray, list[list[crops.Square]]]) -> Any:
+        patches, squares = batch
+        outputs = self.model.run({self.input_name: patches}) if len(patches) else {}
+        return outputs, squares
 
     def postprocess(self, outputs: Any, tasks: list[Task]) -> list[dict[str, Any]]:
-        keypoints, squares = outputs
+        raw, squares = outputs
         results, i = [], 0
         for task, mine in zip(tasks, squares, strict=True):
             people = []
@@ -51,7 +77,7 @@ class PoseHandler(Handler):
                     {
                         "box": person["box"],
                         "score": person["score"],
-                        "keypoints": movenet.decode(keypoints[i], square),
+                        "keypoints": self.decode(raw, i, square),
                     }
                 )
                 i += 1

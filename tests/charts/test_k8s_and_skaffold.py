@@ -40,8 +40,8 @@ def test_overlays_render_valid_objects(overlay):
 @pytest.mark.parametrize(
     ("overlay", "stages", "pool", "device"),
     [
-        ("gpu", {"detector", "pose"}, "gpu", "nvidia.com/gpu"),
-        ("inferentia", {"pose"}, "inferentia", "aws.amazon.com/neuron"),
+        ("gpu", {"detector", "pose", "multipose"}, "gpu", "nvidia.com/gpu"),
+        ("inferentia", {"pose", "multipose"}, "inferentia", "aws.amazon.com/neuron"),
         ("cpu", set(), "cpu", None),
     ],
 )

@@ -9,7 +9,10 @@ def test_list_shows_every_catalog_model_and_whether_it_is_built(model_root, tmp_
     rows = catalog_rows(model_root)
     assert [r["model"] for r in rows] == list(CATALOG)
     assert all(not r["built"].startswith("no:") for r in rows)
-    assert rows[1]["output"] == "keypoints (coco17)" and rows[0]["licence"] == "MIT"
+    by_name = {r["model"]: r for r in rows}
+    assert by_name["movenet-lightning"]["output"] == "keypoints (coco17)"
+    assert by_name["centernet"]["licence"] == "MIT"
+    assert by_name["mediapipe-pose-full"]["source"] == "npm @mediapipe/pose@0.5.1675469404"
     assert catalog_rows(tmp_path)[0]["built"] == "no: posefleet models build centernet"
     result = posefleet("models", "list")
     assert result.returncode == 0 and "model catalog" in result.stdout

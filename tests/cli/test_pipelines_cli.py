@@ -24,7 +24,7 @@ def test_show_draws_steps_inputs_and_outputs():
 
 def test_validate_accepts_the_default_file_and_names_the_error(tmp_path):
     ok = posefleet("pipelines", "validate", str(ROOT / "pipelines.yaml"))
-    assert ok.returncode == 0 and "OK — 5 stages, 3 pipelines" in ok.stdout
+    assert ok.returncode == 0 and "OK — 6 stages, 4 pipelines" in ok.stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "stages:\n  s: {handler: m:C, inputs: [image], outputs: [x]}\n"

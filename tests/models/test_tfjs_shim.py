@@ -4,8 +4,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from services.core.models.tfjs_shim import (
+    HASH_SEED,
     fix_tfjs_graph,
     hash_nodes_by_creation_order,
+    pinned_hash_seed_env,
     restore_numpy_aliases,
 )
 
@@ -74,3 +76,10 @@ def test_node_hash_survives_deepcopy_and_equality_stays_identity():
     clone = copy.deepcopy(a)
     assert hash(clone) == hash(a) != hash(b)
     assert clone != a and len({a, clone}) == 2
+
+
+def test_converter_restarts_once_with_the_hash_seed_pinned():
+    for salted in ({}, {"PYTHONHASHSEED": "random"}, {"PYTHONHASHSEED": "1"}):
+        env = pinned_hash_seed_env({"PATH": "/bin", **salted})
+        assert env == {"PATH": "/bin", "PYTHONHASHSEED": HASH_SEED}
+        assert pinned_hash_seed_env(env) is None  # the restarted converter runs, no loop

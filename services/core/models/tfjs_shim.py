@@ -16,16 +16,23 @@ without TF.
    and the final node order: the same inputs gave a different ONNX sha256 on every run. Hashing a
    node by its creation order instead makes the output byte-identical, so the catalog can pin it.
    Equality stays identity, so the hash remains consistent with it.
+5. tf2onnx keeps each tensor's consumers as a ``set`` of node NAMES, and iterates it when it
+   rewires and rewrites; string hashes are salted per process, so on a graph with shared
+   consumers (MoveNet MultiPose's dynamic-size decoder) the rewrite order, node numbering and
+   bytes changed with the salt even with patch 4. The salt can only be fixed before the
+   interpreter starts, so the converter restarts itself once with ``PYTHONHASHSEED`` pinned.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 _NUMPY_ALIASES = (("product", "prod"), ("object", None), ("bool", None))
+HASH_SEED = "0"
 
 
 def restore_numpy_aliases(np: ModuleType) -> list[str]:
@@ -70,3 +77,11 @@ def hash_nodes_by_creation_order(node_class: type) -> None:
 
     node_class.__init__ = __init__  # type: ignore[misc]
     node_class.__hash__ = _creation_order_hash  # type: ignore[method-assign,assignment]
+
+
+def pinned_hash_seed_env(environ: Mapping[str, str]) -> dict[str, str] | None:
+    """Patch 5: the environment to restart the converter in, or None when the salt is already
+    pinned (so the restart happens exactly once)."""
+    if environ.get("PYTHONHASHSEED") == HASH_SEED:
+        return None
+    return {**environ, "PYTHONHASHSEED": HASH_SEED}
