@@ -66,3 +66,19 @@ def test_skaffold_config_matches_the_official_schema():
     assert {p["name"] for p in config["profiles"]} == {"cpu", "gpu", "inferentia", "dev"}
     with pytest.raises(jsonschema.ValidationError):  # the schema is strict enough to catch typos
         jsonschema.validate({**config, "deploy": {"helm": {"release": []}}}, schema)
+
+
+def test_skaffold_builds_every_service_image_from_its_dockerfile():
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    artifacts = {a["image"]: a["docker"] for a in config["build"]["artifacts"]}
+    assert set(artifacts) == {f"posefleet/{s}" for s in ("gateway", "detector", "pose", "ensemble")}
+    for docker in artifacts.values():
+        dockerfile = ROOT / docker["dockerfile"]
+        assert dockerfile.exists(), dockerfile
+        assert f" AS {docker['target']}" in dockerfile.read_text()
+    release = config["deploy"]["helm"]["releases"][0]
+    assert (ROOT / release["chartPath"] / "Chart.yaml").exists()
+    for profile in config["profiles"]:
+        for patch in profile.get("patches", []):
+            if patch["path"].endswith("valuesFiles"):
+                assert all((ROOT / f).exists() for f in patch["value"])
