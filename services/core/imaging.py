@@ -9,6 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from services.core.handler import TaskError
+
 # Magic numbers of the formats we accept; a Content-Type header alone proves nothing.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "image/jpeg"),
@@ -37,6 +39,15 @@ def decode_image(data: bytes) -> np.ndarray:
     if bgr is None or bgr.size == 0:
         raise UndecodableImage("the image data could not be decoded")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def task_pixels(data: bytes) -> np.ndarray:
+    """A worker's decode: undecodable bytes are the task's own bad input, which fails its job
+    with ``invalid_input`` instead of being retried."""
+    try:
+        return decode_image(data)
+    except UndecodableImage as exc:
+        raise TaskError(str(exc)) from None
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from services.core.handler import Handler, HandlerContext, Task, TaskError
-from services.core.imaging import UndecodableImage, decode_image
+from services.core.handler import Handler, HandlerContext, Task
+from services.core.imaging import task_pixels
 from services.core.runtime.loading import load_model
 from services.detector import centernet, nanodet
 
@@ -50,10 +50,7 @@ class DetectorHandler(Handler):
     def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[Any]]:
         images, frames = [], []
         for task in tasks:
-            try:
-                pixels = decode_image(task.inputs["image"])
-            except UndecodableImage as exc:
-                raise TaskError(str(exc)) from None
+            pixels = task_pixels(task.inputs["image"])
             tensor, frame = self.family.prepare(pixels)
             images.append(tensor)
             frames.append(frame)

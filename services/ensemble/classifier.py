@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from services.core.handler import Handler, HandlerContext, Task, TaskError
-from services.core.imaging import UndecodableImage, decode_image
+from services.core.handler import Handler, HandlerContext, Task
+from services.core.imaging import task_pixels
 from services.core.runtime.loading import load_model
 
 
@@ -45,10 +45,7 @@ class ClassifierHandler(Handler):
     def preprocess(self, tasks: list[Task]) -> np.ndarray:
         batch = []
         for task in tasks:
-            try:
-                rgb = decode_image(task.inputs["image"])
-            except UndecodableImage as exc:
-                raise TaskError(str(exc)) from None
+            rgb = task_pixels(task.inputs["image"])
             pixels = centre_crop(rgb, self.shorter, self.crop).astype(np.float32)
             batch.append(((pixels - self.mean) / self.std).transpose(2, 0, 1))
         return np.stack(batch)

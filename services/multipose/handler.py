@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from services.core.handler import Handler, HandlerContext, Task, TaskError
-from services.core.imaging import UndecodableImage, decode_image
+from services.core.handler import Handler, HandlerContext, Task
+from services.core.imaging import task_pixels
 from services.core.runtime.loading import load_model
 from services.multipose import movenet
 
@@ -33,10 +33,7 @@ class MultiPoseHandler(Handler):
     def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[movenet.Frame]]:
         images, frames = [], []
         for task in tasks:
-            try:
-                pixels = decode_image(task.inputs["image"])
-            except UndecodableImage as exc:
-                raise TaskError(str(exc)) from None
+            pixels = task_pixels(task.inputs["image"])
             tensor, frame = movenet.prepare(pixels)
             images.append(tensor)
             frames.append(frame)

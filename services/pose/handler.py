@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from services.core.handler import Handler, HandlerContext, Task, TaskError
-from services.core.imaging import UndecodableImage, decode_image
+from services.core.handler import Handler, HandlerContext, Task
+from services.core.imaging import task_pixels
 from services.core.runtime.loading import load_model
 from services.pose import crops, mediapipe, movenet
 
@@ -48,10 +48,7 @@ class PoseHandler(Handler):
             if not boxes:  # no one to pose: skip decoding the image at all
                 squares.append([])
                 continue
-            try:
-                pixels = decode_image(task.inputs["image"])
-            except UndecodableImage as exc:
-                raise TaskError(str(exc)) from None
+            pixels = task_pixels(task.inputs["image"])
             mine = []
             for person in boxes:
                 patch, square = crops.crop(pixels, person["box"], self.size)

@@ -171,3 +171,17 @@ def test_runtime_images_build_from_pyproject_pins_only():
                     "neuronx-cc",
                 }
                 assert not pins, f"{service}/{stage.name} pins {pins} outside pyproject.toml"
+
+
+def test_worker_dockerfiles_differ_only_in_service_models_and_command():
+    """Docker has no include, so the three worker Dockerfiles repeat one layout; this keeps
+    them from drifting apart: normalised, they must be the same text."""
+
+    def normalised(service: str) -> str:
+        text = dockerfile(service)
+        for where in ("services/{}/", "posefleet/{}:", "Posefleet {} worker"):
+            text = text.replace(where.format(service), where.format("SERVICE"))
+        text = re.sub(r'ARG MODELS="[^"]*"', 'ARG MODELS="…"', text)
+        return re.sub(r'"worker", "[a-z-]+"', '"worker", "STAGE"', text)
+
+    assert normalised("detector") == normalised("pose") == normalised("ensemble")

