@@ -57,6 +57,12 @@ WORKER_BUSY = Counter(
     "Time a worker spent processing batches",
     ["stage", "pool"],
 )
+PIPELINE_COMPUTE = Counter(
+    "posefleet_pipeline_compute_seconds_total",
+    "Batch compute time attributed to each pipeline's tasks (a batch's time split evenly): "
+    "the share of each pool's cost a pipeline is charged",
+    ["pipeline", "pool"],
+)
 NODE_POOL_COST = Gauge(
     "posefleet_node_pool_hourly_cost_dollars", "Hourly price of one node of a pool", ["pool"]
 )

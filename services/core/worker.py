@@ -32,6 +32,7 @@ from services.core.handler import Handler, HandlerContext, Task, TaskError
 from services.core.metrics import (
     JOB_DURATION,
     NODE_POOL_COST,
+    PIPELINE_COMPUTE,
     STAGE_BATCH_SIZE,
     STAGE_INFERENCE,
     STAGE_QUEUE_WAIT,
@@ -203,6 +204,10 @@ class Worker:
                 compute_ms = (time.perf_counter() - phase_started) * 1000
                 for (d, _, info), outcome in zip(runnable, outcomes, strict=True):
                     self._finish(d, outcome, compute_ms, finish, info, settled)
+                    if info.pipeline is not None:
+                        PIPELINE_COMPUTE.labels(info.pipeline, self.pool).inc(
+                            compute_ms / 1000 / len(runnable)
+                        )
             self._observe(settled, finish.execute())
         WORKER_BUSY.labels(self.stage.name, self.pool).inc(time.perf_counter() - started)
 

@@ -61,6 +61,8 @@ def test_worker_metrics_after_real_jobs(redis_client, probe):
     assert (
         delta(before, after, "posefleet_worker_busy_seconds_total", stage="scale", pool="cpu") > 0
     )
+    compute = "posefleet_pipeline_compute_seconds_total"  # per-pipeline cost attribution
+    assert delta(before, after, compute, pipeline="diamond", pool="cpu") > 0
     assert (
         after[("posefleet_node_pool_hourly_cost_dollars", frozenset({("pool", "cpu")}))]
         == (Settings().pool_hourly_cost["cpu"])
