@@ -46,11 +46,11 @@ test-data:
 
 lint: install
 	$(BIN)/ruff check services tests loadtest tools
-	$(BIN)/ruff format --check services tests loadtest
+	$(BIN)/ruff format --check services tests loadtest tools
 
 format: install
-	$(BIN)/ruff format services tests
-	$(BIN)/ruff check --fix services tests
+	$(BIN)/ruff format services tests loadtest tools
+	$(BIN)/ruff check --fix services tests loadtest tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
