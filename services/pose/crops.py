@@ -9,7 +9,7 @@ the ORIGINAL image's pixels, so clients never see model-frame coordinates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,10 @@ class Square:
     def to_image(self, x: float, y: float) -> tuple[float, float]:
         """A point given as a fraction of the square → original image pixels."""
         return self.x0 + x * self.side, self.y0 + y * self.side
+
+
+# A model family's decoder: (model outputs, crop index in the batch, its square) -> keypoints.
+Decode = Callable[[dict[str, np.ndarray], int, Square], list[dict[str, Any]]]
 
 
 def crop(rgb: np.ndarray, box: list[float], size: int) -> tuple[np.ndarray, Square]:

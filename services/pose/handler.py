@@ -17,8 +17,6 @@ from services.core.imaging import task_pixels
 from services.core.runtime.loading import load_model
 from services.pose import crops, mediapipe, movenet
 
-Decode = Callable[[dict[str, np.ndarray], int, crops.Square], list[dict[str, Any]]]
-
 
 class PoseHandler(Handler):
     def initialize(self, ctx: HandlerContext) -> None:
@@ -29,7 +27,7 @@ class PoseHandler(Handler):
         spec = self.entry.spec["inputs"][0]
         self.input_name, self.dtype = spec["name"], np.dtype(spec["dtype"])
         self.prepare: Callable[[np.ndarray], np.ndarray]
-        self.decode: Decode
+        self.decode: crops.Decode
         if family == "movenet":
             self.prepare, self.decode = movenet.prepare, movenet.decode
         elif family == "mediapipe-pose":

@@ -8,7 +8,8 @@ no one should not yield confident points.
 
 MediaPipe's own pipeline rotates the crop so the body is upright (from its detector's keypoints);
 our detector gives axis-aligned boxes, so crops are not rotated — fine for upright people, less
-so for lying or inverted ones.
+so for lying or inverted ones. MediaPipe also refines each landmark on the model's heatmap
+output (a 7x7 window); the build drops that output and we take the regressed points as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from services.pose.crops import Square, keypoints
+from services.pose.crops import Decode, Square, keypoints
 
 
 def prepare(patch: np.ndarray) -> np.ndarray:
@@ -33,7 +34,9 @@ def to_coco17(landmarks: np.ndarray, coco17_from: list[int]) -> np.ndarray:
     return landmarks.reshape(-1, 5)[coco17_from]
 
 
-def decoder(size: int, coco17_from: list[int]):  # type: ignore[no-untyped-def]
+def decoder(size: int, coco17_from: list[int]) -> Decode:
+    """A decoder bound to the model's input size (landmarks come in its pixels) and mapping."""
+
     def decode(outputs: dict[str, np.ndarray], i: int, square: Square) -> list[dict[str, Any]]:
         rows = to_coco17(outputs["landmarks"][i], coco17_from)
         present = float(outputs["pose_flag"][i].reshape(-1)[0])

@@ -463,17 +463,17 @@ CATALOG: dict[str, ModelRecipe] = {
         _mediapipe_pose(
             "lite",
             "f17bfbecadb61c3be1baa8b8d851cc6619c870a87167b32848ad20db306b9d61",
-            "98e5c3f96ba34340d0238e89e1826b321e063b07789c68d18d924e2e15f73cff",
+            "d7e02192c336047d94ac26c78de861899b2c51691d5ed4e81d29e0439644eb31",
         ),
         _mediapipe_pose(
             "full",
             "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f",
-            "d74b86b556a70f305cebb5ec14d010cc600664e306a46845bd8ac6a493965a7c",
+            "9d2c839d4e572f7c5f80075b96af6a14fa8508dbd3b25a4476e86a5a229fb59a",
         ),
         _mediapipe_pose(
             "heavy",
             "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
-            "4d1a119299f07ca1e14679fb1f5710206889e20ea9f65a44c86f2249c27971a5",
+            "b40852f542227d989fa56c9b78ce7ebe7c5aea42f03a2435b523a914710df55d",
         ),
         _efficientnet_lite(
             0,
