@@ -6,6 +6,8 @@ coordinate we return lives in the image as a person would view it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -48,6 +50,31 @@ def task_pixels(data: bytes) -> np.ndarray:
         return decode_image(data)
     except UndecodableImage as exc:
         raise TaskError(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How a letterboxed model input maps back to its image: the original size and the scale
+    (model px per image px); the square's side covers the image's longer side."""
+
+    width: int
+    height: int
+    scale: float
+
+    @property
+    def side(self) -> int:
+        return max(self.width, self.height)
+
+
+def letterbox(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """The image scaled to fit a ``size`` square, top-left, zero padded right and bottom (aspect
+    kept: whole-image models such as NanoDet and MultiPose see undistorted people), uint8."""
+    height, width = rgb.shape[:2]
+    scale = size / max(height, width)
+    scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
+    canvas = np.zeros((size, size, 3), np.uint8)
+    canvas[: scaled[1], : scaled[0]] = cv2.resize(rgb, scaled, interpolation=cv2.INTER_LINEAR)
+    return canvas, Letterbox(width, height, scale)
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

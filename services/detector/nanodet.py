@@ -13,12 +13,11 @@ RGB / 255, the normalisation the packaged graph was exported for.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
+from services.core.imaging import Letterbox, letterbox
 from services.detector.boxes import person_boxes
 
 INPUT_SIZE = 416
@@ -27,24 +26,10 @@ REG_MAX = 10  # distance bins 0..10 per side
 PERSON_CLASS = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Letterbox:
-    """How the model input maps back to its image: original size and model px per image px."""
-
-    width: int
-    height: int
-    scale: float
-
-
 def prepare(rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-    """(3, 416, 416) float32 NCHW input: the image scaled to fit, top-left, zero padded."""
-    height, width = rgb.shape[:2]
-    scale = INPUT_SIZE / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.float32)
-    canvas[: size[1], : size[0]] = resized / np.float32(255)
-    return canvas.transpose(2, 0, 1), Letterbox(width, height, scale)
+    """(3, 416, 416) float32 NCHW input: the image letterboxed, RGB / 255."""
+    canvas, frame = letterbox(rgb, INPUT_SIZE)
+    return (canvas.astype(np.float32) / np.float32(255)).transpose(2, 0, 1), frame
 
 
 def decode(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from services.core.handler import Handler, HandlerContext, Task
-from services.core.imaging import task_pixels
+from services.core.imaging import Letterbox, task_pixels
 from services.core.runtime.loading import load_model
 from services.multipose import movenet
 
@@ -30,7 +30,7 @@ class MultiPoseHandler(Handler):
         self.input_name = self.entry.spec["inputs"][0]["name"]
         self.min_score = float(ctx.options.get("min_score", preprocessing["default_min_score"]))
 
-    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[movenet.Frame]]:
+    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[Letterbox]]:
         images, frames = [], []
         for task in tasks:
             pixels = task_pixels(task.inputs["image"])
@@ -39,7 +39,7 @@ class MultiPoseHandler(Handler):
             frames.append(frame)
         return np.stack(images), frames
 
-    def inference(self, batch: tuple[np.ndarray, list[movenet.Frame]]) -> Any:
+    def inference(self, batch: tuple[np.ndarray, list[Letterbox]]) -> Any:
         images, frames = batch
         return self.model.run({self.input_name: images})["people"], frames
 

@@ -9,41 +9,25 @@ square; scaling by the image's longer side maps them back to the ORIGINAL image'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
+from services.core.imaging import Letterbox, letterbox
 from services.core.models.catalog import COCO17
+from services.pose.crops import Square, keypoints
 
 INPUT_SIZE = 256
 KEYPOINTS = len(COCO17)
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """The original image's size; the square's side maps to its longer side."""
-
-    width: int
-    height: int
-
-    @property
-    def side(self) -> int:
-        return max(self.width, self.height)
+def prepare(rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    """(256, 256, 3) int32 RGB 0-255 input: the image letterboxed."""
+    canvas, frame = letterbox(rgb, INPUT_SIZE)
+    return canvas.astype(np.int32), frame
 
 
-def prepare(rgb: np.ndarray) -> tuple[np.ndarray, Frame]:
-    """(256, 256, 3) int32 RGB 0-255 input."""
-    height, width = rgb.shape[:2]
-    scale = INPUT_SIZE / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    canvas = np.zeros((INPUT_SIZE, INPUT_SIZE, 3), np.int32)
-    canvas[: size[1], : size[0]] = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
-    return canvas, Frame(width, height)
-
-
-def decode(output: np.ndarray, frame: Frame, min_score: float) -> list[dict[str, Any]]:
+def decode(output: np.ndarray, frame: Letterbox, min_score: float) -> list[dict[str, Any]]:
     """``output``: (6, 56) rows of 17 x (y, x, score), then ymin, xmin, ymax, xmax, score, all
     normalised to the square. People at or above ``min_score``, best first, in the pose stage's
     shape."""
@@ -60,19 +44,12 @@ def decode(output: np.ndarray, frame: Frame, min_score: float) -> list[dict[str,
             min(max(ymax, 0.0), frame.height),
         ]
         points = row[: 3 * KEYPOINTS].reshape(KEYPOINTS, 3)
+        square = Square(0.0, 0.0, frame.side)  # the model's square, in image pixels
         people.append(
             {
                 "box": [round(float(v), 2) for v in box],
                 "score": round(score, 4),
-                "keypoints": [
-                    {
-                        "name": name,
-                        "x": round(float(x * frame.side), 2),
-                        "y": round(float(y * frame.side), 2),
-                        "score": round(float(s), 4),
-                    }
-                    for name, (y, x, s) in zip(COCO17, points, strict=True)
-                ],
+                "keypoints": keypoints(square, ((x, y, s) for y, x, s in points)),
             }
         )
     return people
