@@ -6,12 +6,14 @@ coordinate we return lives in the image as a person would view it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
-from services.core.handler import TaskError
+from services.core.handler import Task, TaskError
 
 # Magic numbers of the formats we accept; a Content-Type header alone proves nothing.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -50,6 +52,19 @@ def task_pixels(data: bytes) -> np.ndarray:
         return decode_image(data)
     except UndecodableImage as exc:
         raise TaskError(str(exc)) from None
+
+
+def whole_image_batch(
+    tasks: list[Task], prepare: Callable[[np.ndarray], tuple[np.ndarray, Any]]
+) -> tuple[np.ndarray, list[Any]]:
+    """Whole-image stages: each task's image through ``prepare`` (tensor, how to map back),
+    stacked into one batch for one model run."""
+    tensors, frames = [], []
+    for task in tasks:
+        tensor, frame = prepare(task_pixels(task.inputs["image"]))
+        tensors.append(tensor)
+        frames.append(frame)
+    return np.stack(tensors), frames
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from services.core.handler import Handler, HandlerContext, Task
-from services.core.imaging import task_pixels
+from services.core.imaging import whole_image_batch
 from services.core.runtime.loading import load_model
 from services.detector import centernet, nanodet
 
@@ -48,13 +48,7 @@ class DetectorHandler(Handler):
         )
 
     def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[Any]]:
-        images, frames = [], []
-        for task in tasks:
-            pixels = task_pixels(task.inputs["image"])
-            tensor, frame = self.family.prepare(pixels)
-            images.append(tensor)
-            frames.append(frame)
-        return np.stack(images), frames
+        return whole_image_batch(tasks, self.family.prepare)
 
     def inference(self, batch: tuple[np.ndarray, list[Any]]) -> Any:
         images, frames = batch

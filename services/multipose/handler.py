@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from services.core.handler import Handler, HandlerContext, Task
-from services.core.imaging import Letterbox, task_pixels
+from services.core.imaging import Letterbox, whole_image_batch
 from services.core.runtime.loading import load_model
 from services.multipose import movenet
 
@@ -31,13 +31,7 @@ class MultiPoseHandler(Handler):
         self.min_score = float(ctx.options.get("min_score", preprocessing["default_min_score"]))
 
     def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[Letterbox]]:
-        images, frames = [], []
-        for task in tasks:
-            pixels = task_pixels(task.inputs["image"])
-            tensor, frame = movenet.prepare(pixels)
-            images.append(tensor)
-            frames.append(frame)
-        return np.stack(images), frames
+        return whole_image_batch(tasks, movenet.prepare)
 
     def inference(self, batch: tuple[np.ndarray, list[Letterbox]]) -> Any:
         images, frames = batch
