@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     max_batch_frames: int = Field(10_000, ge=1)
     batch_window: int = Field(16, ge=1, description="frame jobs in flight per batch")
     api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> tenant")
+    # Callers whose key maps to one of these tenants are operators: they see the whole fleet
+    # (stats, dead letters) and may act on it. With no API keys configured every caller is one.
+    operator_tenants: list[str] = Field(default_factory=lambda: ["operator"])
 
 
 @lru_cache(maxsize=1)

@@ -55,6 +55,21 @@ def tenant(request: Request) -> str:
     return api_keys[key]
 
 
+def operator(request: Request) -> str:
+    """The caller's tenant, refused with 403 unless it is an operator tenant
+    (``POSEFLEET_OPERATOR_TENANTS``) or the gateway has no API keys at all."""
+    caller = tenant(request)
+    settings = request.app.state.gateway.settings
+    if settings.api_keys and caller not in settings.operator_tenants:
+        raise Problem(403, "operator_only", "this endpoint needs an operator's API key")
+    return caller
+
+
+def is_operator(settings: Settings, caller: str) -> bool:
+    """Whether ``caller`` sees the fleet rather than only its own tenant's work."""
+    return not settings.api_keys or caller in settings.operator_tenants
+
+
 def pipeline_spec(name: str, request: Request) -> PipelineSpec:
     """The pipeline named in the path, or 404 listing the ones that exist."""
     pipelines = request.app.state.gateway.config.pipelines
