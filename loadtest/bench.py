@@ -38,7 +38,7 @@ from rich.table import Table
 from skimage import data
 
 from loadtest.stacks import ROOT, local_stack
-from services.core.redis_server import free_port
+from services.cli.redis_server import free_port
 from services.core.settings import get_settings
 
 console = Console(stderr=True)

@@ -24,11 +24,11 @@ from rich.progress import Progress
 from rich.table import Table
 from skimage import data
 
+from services.cli.redis_server import start_redis
 from services.core import keys
 from services.core.dag import DagSteps
 from services.core.jobs import job_view
 from services.core.pipeline import load_pipelines
-from services.core.redis_server import start_redis
 from services.core.settings import get_settings
 from services.core.worker import start_instances
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from loadtest.stacks import ROOT, local_stack
-from services.core.redis_server import free_port
+from services.cli.redis_server import free_port
 
 
 def locust_command(

@@ -15,12 +15,12 @@ import pytest
 import redis
 from skimage import data
 
+from services.cli.redis_server import LocalRedis, start_redis
 from services.core.handler import HandlerContext
-from services.core.models.build import build_models
 from services.core.pipeline import load_pipelines
-from services.core.redis_server import LocalRedis, start_redis
 from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
+from services.factory.build import build_models
 from services.pose.handler import PoseHandler
 from tests.workers import TEST_PIPELINES, gateway_server
 

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from services.core import keys
-from services.core.jobs import job_view
+from services.core.jobs import is_terminal, job_view
 
 
 def wait_terminal(client: redis.Redis, job_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -18,7 +18,7 @@ def wait_terminal(client: redis.Redis, job_id: str, timeout_s: float = 30.0) -> 
     try:
         while True:
             view = job_view(client.hgetall(keys.job(job_id)))
-            if view["status"] in keys.TERMINAL:
+            if is_terminal(view["status"]):
                 return view
             remaining = deadline - time.monotonic()
             if remaining <= 0:

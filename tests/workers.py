@@ -12,8 +12,8 @@ from pathlib import Path
 import redis
 import uvicorn
 
+from services.cli.redis_server import free_port
 from services.core.pipeline import load_pipelines
-from services.core.redis_server import free_port
 from services.core.settings import Settings
 from services.core.worker import Worker, start_instances
 from services.gateway.app import create_app

@@ -16,8 +16,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from services.core.models.build import fetch_wheel
-from services.core.models.catalog import PypiWheel
+from services.pins import PypiWheel, fetch_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = "package/lib/layer.zip"

@@ -14,8 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from services.cli.client import JobClient, JobClientError
 from services.cli.draw import draw_people
-
-TERMINAL = ("succeeded", "failed", "canceled", "expired")
+from services.core.jobs import is_terminal
 
 
 def submit_batch(
@@ -82,7 +81,7 @@ def _follow(client: JobClient, batch_id: str, timeout_s: float, console: Console
                 completed=state["done"] + state["failed"],
                 description=f"batch {batch_id[:8]} {state['status']}",
             )
-            if state["status"] in TERMINAL or time.monotonic() > deadline:
+            if is_terminal(state["status"]) or time.monotonic() > deadline:
                 return state
             time.sleep(0.5)  # poll interval of the progress bar
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-TERMINAL = ("succeeded", "failed", "canceled", "expired")
+from services.core.jobs import is_terminal
 
 
 class JobClientError(Exception):
@@ -50,7 +50,7 @@ class JobClient:
             )
             if on_poll:
                 on_poll(job)
-            if job["status"] in TERMINAL or remaining <= 0:
+            if is_terminal(job["status"]) or remaining <= 0:
                 return job
 
     def submit_batch(

@@ -7,26 +7,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-# COCO-17 limbs by keypoint name.
-SKELETON = (
-    ("left_ankle", "left_knee"),
-    ("left_knee", "left_hip"),
-    ("right_ankle", "right_knee"),
-    ("right_knee", "right_hip"),
-    ("left_hip", "right_hip"),
-    ("left_shoulder", "left_hip"),
-    ("right_shoulder", "right_hip"),
-    ("left_shoulder", "right_shoulder"),
-    ("left_shoulder", "left_elbow"),
-    ("right_shoulder", "right_elbow"),
-    ("left_elbow", "left_wrist"),
-    ("right_elbow", "right_wrist"),
-    ("left_eye", "right_eye"),
-    ("nose", "left_eye"),
-    ("nose", "right_eye"),
-    ("left_eye", "left_ear"),
-    ("right_eye", "right_ear"),
-)
+from services.core.coco import SKELETON
+
 _LEFT, _RIGHT, _CENTRE = (255, 140, 0), (0, 170, 255), (60, 220, 60)
 
 

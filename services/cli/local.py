@@ -14,9 +14,9 @@ import redis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from services.cli.redis_server import free_port
 from services.core import keys
 from services.core.pipeline import load_pipelines
-from services.core.redis_server import free_port
 from services.core.settings import get_settings
 from services.core.worker import consumer_prefix
 
@@ -40,7 +40,7 @@ def step_progress(console: Console) -> Iterator[Callable[[str, float | None], No
 
 
 def build_models_with_progress(console: Console, names: list[str] | None) -> list[Any]:
-    from services.core.models.build import build_models
+    from services.factory.build import build_models
 
     settings = get_settings()
     with step_progress(console) as report:
@@ -90,8 +90,8 @@ def run_local_system(
     workers_per_stage: int,
     build: bool,
 ) -> int:
+    from services.cli.redis_server import start_redis
     from services.cli.supervisor import ProcessSpec, Supervisor
-    from services.core.redis_server import start_redis
 
     settings = get_settings()
     ensure_port_free(host, port)

@@ -92,6 +92,7 @@ def submit(
     """Submit IMAGE to a pipeline and print what it found. A video (.mp4/.avi/.webm) or a .zip
     of images becomes a batch: a progress bar, then one result line per frame."""
     from services.cli.client import JobClient, JobClientError
+    from services.core.jobs import is_terminal
 
     if image.suffix.lower() in BATCH_SUFFIXES:
         from services.cli.batch import submit_batch
@@ -115,7 +116,7 @@ def submit(
     try:
         with JobClient(url, api_key) as client:
             job = client.submit(pipeline, data, wait_s=min(timeout, 30.0) if wait else 0)
-            if wait and job["status"] not in ("succeeded", "failed", "canceled", "expired"):
+            if wait and not is_terminal(job["status"]):
                 with console.status(f"job {job['id']} {job['status']}…") as status:
                     job = client.wait(
                         job["id"],
@@ -217,7 +218,7 @@ def bench(ctx: typer.Context) -> None:
     passed to `python -m loadtest.bench` (try --smoke, --duration, --price-per-hour)."""
     import subprocess
 
-    from services.core.models.build import PROJECT_ROOT
+    from services.factory.builder_venv import PROJECT_ROOT
 
     raise typer.Exit(
         subprocess.call([sys.executable, "-m", "loadtest.bench", *ctx.args], cwd=PROJECT_ROOT)
@@ -283,8 +284,8 @@ def models_quantize(
     """Write an int8 version of NAME and report size, latency and agreement with fp32."""
     from services.cli.local import step_progress
     from services.cli.models import quantize_table
-    from services.core.models.quantize import quantize_model
     from services.core.settings import get_settings
+    from services.factory.quantize import quantize_model
 
     with step_progress(console) as report:
         result = quantize_model(
@@ -308,7 +309,8 @@ def models_compile(
     batch_size: Annotated[int, typer.Option(help="neuron: the fixed compiled batch size")] = 1,
     neuron_target: Annotated[str, typer.Option(help="neuron: inf2 (Inf1 is legacy)")] = "inf2",
     max_batch: Annotated[
-        int | None, typer.Option(help="tensorrt: largest batch (default POSEFLEET_MAX_BATCH)")
+        int | None,
+        typer.Option(help="tensorrt: largest batch (default: its stage's max_batch)"),
     ] = None,
     fp16: Annotated[bool, typer.Option(help="tensorrt: fp16 engines")] = False,
     cache_dir: Annotated[
@@ -318,9 +320,9 @@ def models_compile(
     """Compile NAME for an accelerator where its SDK is installed; elsewhere, say what to run
     where and exit 1."""
     from services.cli.local import step_progress
-    from services.core.models.compile import CompileUnavailable, compile_model
-    from services.core.models.repository import ModelNotFound
+    from services.core.runtime.repository import ModelNotFound
     from services.core.settings import get_settings
+    from services.factory.compile import CompileUnavailable, compile_model
 
     if target not in ("neuron", "tensorrt") or neuron_target not in ("inf2", "inf1"):
         console.print("[red]error:[/red] --target is neuron|tensorrt, --neuron-target inf2|inf1")
@@ -350,9 +352,9 @@ def models_compile(
 
 def main() -> None:
     """Console entry point: expected failures become one red line and exit 1, not a traceback."""
-    from services.core.models.build import ModelBuildError
+    from services.cli.redis_server import RedisUnavailable
     from services.core.pipeline import PipelineConfigError
-    from services.core.redis_server import RedisUnavailable
+    from services.factory.build import ModelBuildError
 
     try:
         app()

@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from rich.table import Table
 
-from services.core.models.build import cached_model
-from services.core.models.catalog import CATALOG, ModelRecipe
-from services.core.models.repository import ModelNotFound, ModelRepository
+from services.core.runtime.repository import ModelNotFound, ModelRepository
+from services.factory.build import cached_model
+from services.factory.catalog import CATALOG, ModelRecipe
 
 
 def _source(recipe: ModelRecipe) -> tuple[str, str]:

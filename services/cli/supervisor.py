@@ -24,7 +24,7 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
-from services.core.redis_server import die_with_parent_preexec
+from services.cli.redis_server import die_with_parent_preexec
 
 _COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan")
 _LEVEL_STYLES = {"warning": "yellow", "error": "red", "critical": "bold red"}

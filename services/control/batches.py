@@ -10,7 +10,6 @@ retried batch picks up the frames it already submitted instead of submitting the
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -26,11 +25,12 @@ import redis
 from rq import get_current_job
 
 from services.core import keys
-from services.core.dag import DagSteps
+from services.core.dag import DagSteps, Exists
 from services.core.imaging import UndecodableImage, decode_image, sniff_image_type
-from services.core.jobs import job_view
-from services.core.pipeline import load_pipelines
-from services.core.settings import get_settings
+from services.core.jobs import is_terminal, job_view
+from services.core.pipeline import PipelineSpec, load_pipelines
+from services.core.settings import Settings, get_settings
+from services.core.submit import ImageMeta, submit_image_job
 
 log = logging.getLogger("posefleet.control")
 
@@ -137,11 +137,7 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
         for job_id in ids:
             pipe.hget(keys.job(job_id), "status")
         statuses = pipe.execute()
-        finished = [
-            j
-            for j, st in zip(ids, statuses, strict=True)
-            if st is None or st.decode() in keys.TERMINAL
-        ]
+        finished = [j for j, st in zip(ids, statuses, strict=True) if is_terminal(st)]
         for job_id in finished:
             pipe.hgetall(keys.job(job_id))
         for job_id, raw in zip(finished, pipe.execute(), strict=True):
@@ -173,7 +169,7 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
                     exhausted = True
                     progress["total"] = progress["submitted"]
                     break
-                in_flight[_submit(steps, spec, batch_id, meta, frame, settings)] = frame
+                in_flight[_submit(steps, spec, batch_id, meta["tenant"], frame, settings)] = frame
                 progress["submitted"] += 1
             settle()
             if in_flight:
@@ -188,26 +184,25 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
 
 
 def _submit(
-    steps: DagSteps, spec: Any, batch_id: str, meta: dict[str, str], frame: Frame, settings: Any
+    steps: DagSteps,
+    spec: PipelineSpec,
+    batch_id: str,
+    tenant: str,
+    frame: Frame,
+    settings: Settings,
 ) -> str:
-    job_id = str(uuid.uuid5(uuid.UUID(batch_id), str(frame.index)))  # stable across retries
-    fingerprint = hashlib.sha256(frame.jpeg).hexdigest()
-    image = {
-        "width": frame.width,
-        "height": frame.height,
-        "content_type": "image/jpeg",
-        "bytes": len(frame.jpeg),
-    }
-    created = steps.create(
-        job_id,
+    """The frame's image job; its id is derived from (batch, frame) and its idempotency key
+    names the frame, so a retried expansion finds the jobs it already made."""
+    job_id = str(uuid.uuid5(uuid.UUID(batch_id), str(frame.index)))
+    reply = submit_image_job(
+        steps,
         spec,
         frame.jpeg,
-        {"tenant": meta["tenant"], "image": json.dumps(image), "batch": batch_id},
-        ttl_s=settings.result_ttl_s,
-        deadline_s=settings.job_deadline_s,
-        idempotency=(
-            keys.idempotency(meta["tenant"], f"batch:{batch_id}:{frame.index}"),
-            f"{job_id} {fingerprint}",
-        ),
+        ImageMeta(frame.width, frame.height, "image/jpeg", len(frame.jpeg)),
+        job_id=job_id,
+        tenant=tenant,
+        settings=settings,
+        idempotency_key=f"batch:{batch_id}:{frame.index}",
+        extra={"batch": batch_id},
     )
-    return created[1].decode().split(" ", 1)[0] if created[0] == b"exists" else job_id
+    return reply.job_id if isinstance(reply, Exists) else job_id

@@ -11,7 +11,6 @@ STREAM_PREFIX = PREFIX + "stage:"
 EVENTS_CHANNEL = PREFIX + "events"
 STATS_STREAM = PREFIX + "stats:jobs"  # one summary per ended job, read by GET /v1/stats
 WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
-TERMINAL = ("succeeded", "failed", "canceled", "expired")
 
 
 def job(job_id: str) -> str:

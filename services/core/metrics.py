@@ -1,4 +1,4 @@
-"""Prometheus metric definitions (DESIGN §7), declared once so every service uses the same names.
+"""Prometheus metric definitions, declared once so every service uses the same names.
 
 Histograms resolve 1 ms to 10 s. Job durations are observed by the worker whose DAG step
 finishes the job; queue waits come from the Redis clock (enqueue → begin); backlog and dead

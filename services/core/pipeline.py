@@ -33,8 +33,11 @@ class StageSpec:
     outputs: tuple[str, ...]
     model: str | None = None
     model_version: str | None = None
-    max_batch: int | None = None
-    max_delay_ms: int | None = None
+    # Dynamic batching, set per stage and nowhere else: at most ``max_batch`` tasks (a task is
+    # one node of one job, e.g. one image) per handler call, collected within ``max_delay_ms``
+    # of the first. 0 ms batches what is already queued without waiting (Triton's default).
+    max_batch: int = 8
+    max_delay_ms: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     # node params this stage accepts: name -> {enum, type, minimum} (a small JSON-schema subset)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -203,12 +206,19 @@ def _parse_stage(source: str, name: str, body: Any) -> StageSpec:
         outputs=tuple(outputs),
         model=body.get("model"),
         model_version=None if version is None else str(version),
-        max_batch=body.get("max_batch"),
-        max_delay_ms=body.get("max_delay_ms"),
+        max_batch=_count(where, body, "max_batch", 8, minimum=1),
+        max_delay_ms=_count(where, body, "max_delay_ms", 0, minimum=0),
         options=dict(body.get("options") or {}),
         params=dict(body.get("params") or {}),
         output_schemas=schemas,
     )
+
+
+def _count(where: str, body: dict[str, Any], key: str, default: int, minimum: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise PipelineConfigError(f"{where}: '{key}' must be an integer >= {minimum}")
+    return value
 
 
 def _parse_pipeline(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -64,18 +63,3 @@ class ProbeServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class Heartbeat:
-    """The worker loop beats once per turn; stale after ``max_age_s`` without a beat."""
-
-    def __init__(self, max_age_s: float) -> None:
-        self.max_age_s = max_age_s
-        self.last = time.monotonic()
-
-    def beat(self) -> None:
-        self.last = time.monotonic()
-
-    def check(self) -> tuple[bool, dict[str, object]]:
-        age = time.monotonic() - self.last
-        return age <= self.max_age_s, {"last_loop_s": round(age, 3)}

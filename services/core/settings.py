@@ -25,12 +25,7 @@ class Settings(BaseSettings):
     cache_dir: Path = DEFAULT_CACHE
     model_root: Path = DEFAULT_CACHE / "models"
 
-    # Worker runtime (DESIGN §5); a stage in pipelines.yaml may override the batching pair.
-    # max_delay_ms 0 batches what is already queued without waiting for more (Triton's default):
-    # measured here it cut 11 ms off the pose p50 at concurrency 1 and left saturated
-    # throughput unchanged, because a busy worker's backlog forms the batches anyway.
-    max_batch: int = Field(8, ge=1)
-    max_delay_ms: int = Field(0, ge=0)
+    # Worker runtime. Batching (max_batch, max_delay_ms) is set per stage in pipelines.yaml.
     visibility_timeout_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     # A batch still running after this is considered hung: its tasks are no longer kept from

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from services.core.handler import Handler, HandlerContext, Task, TaskError
-from services.core.models.repository import ModelRepository
+from services.core.runtime.repository import ModelRepository
 
 METHODS = ("mean", "weighted", "max", "vote")
 

@@ -1,4 +1,4 @@
-"""The public API's shapes (DESIGN §4). These models are the OpenAPI docs at /docs."""
+"""The public API's shapes. These models are the OpenAPI docs at /docs."""
 
 from __future__ import annotations
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from services.core.coco import COCO17, Square, keypoints
 from services.core.imaging import Letterbox, letterbox
-from services.core.models.catalog import COCO17
-from services.pose.crops import Square, keypoints
 
 INPUT_SIZE = 256
 KEYPOINTS = len(COCO17)

@@ -9,29 +9,15 @@ the ORIGINAL image's pixels, so clients never see model-frame coordinates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import cv2
 import numpy as np
 
-from services.core.models.catalog import COCO17
+from services.core.coco import Square
 
 CROP_SCALE = 1.25
-
-
-@dataclass(frozen=True, slots=True)
-class Square:
-    """The crop's square in image pixels: top-left corner and side length."""
-
-    x0: float
-    y0: float
-    side: float
-
-    def to_image(self, x: float, y: float) -> tuple[float, float]:
-        """A point given as a fraction of the square → original image pixels."""
-        return self.x0 + x * self.side, self.y0 + y * self.side
 
 
 # A model family's decoder: (model outputs, crop index in the batch, its square) -> keypoints.
@@ -53,14 +39,3 @@ def crop(rgb: np.ndarray, box: list[float], size: int) -> tuple[np.ndarray, Squa
         borderValue=(0, 0, 0),
     )
     return patch, square
-
-
-def keypoints(square: Square, points: Iterable[tuple[float, float, float]]) -> list[dict[str, Any]]:
-    """COCO-17 (x, y, score) with x/y as fractions of the square → the API's keypoints."""
-    named = []
-    for name, (x, y, score) in zip(COCO17, points, strict=True):
-        px, py = square.to_image(float(x), float(y))
-        named.append(
-            {"name": name, "x": round(px, 2), "y": round(py, 2), "score": round(float(score), 4)}
-        )
-    return named

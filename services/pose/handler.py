@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from services.core.coco import Square
 from services.core.handler import Handler, HandlerContext, Task
 from services.core.imaging import task_pixels
 from services.core.runtime.loading import load_model
@@ -39,7 +40,7 @@ class PoseHandler(Handler):
                 "the pose stage serves the movenet and mediapipe-pose families"
             )
 
-    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[list[crops.Square]]]:
+    def preprocess(self, tasks: list[Task]) -> tuple[np.ndarray, list[list[Square]]]:
         patches, squares = [], []
         for task in tasks:
             boxes = task.inputs["boxes"]
@@ -57,7 +58,7 @@ class PoseHandler(Handler):
             return np.zeros((0, self.size, self.size, 3), self.dtype), squares
         return np.stack(patches), squares
 
-    def inference(self, batch: tuple[np.ndarray, list[list[crops.Square]]]) -> Any:
+    def inference(self, batch: tuple[np.ndarray, list[list[Square]]]) -> Any:
         patches, squares = batch
         outputs = self.model.run({self.input_name: patches}) if len(patches) else {}
         return outputs, squares

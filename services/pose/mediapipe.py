@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from services.pose.crops import Decode, Square, keypoints
+from services.core.coco import Square, keypoints
+from services.pose.crops import Decode
 
 
 def prepare(patch: np.ndarray) -> np.ndarray:

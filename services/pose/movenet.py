@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from services.pose.crops import Square, keypoints
+from services.core.coco import Square, keypoints
 
 
 def prepare(patch: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 import yaml
 
 from services.cli.models import catalog_rows, model_info
-from services.core.models.catalog import CATALOG
+from services.factory.catalog import CATALOG
 from tests.clirun import posefleet
 
 

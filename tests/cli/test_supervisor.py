@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from services.cli.redis_server import free_port
 from services.cli.supervisor import ProcessSpec, Supervisor, compact
-from services.core.redis_server import free_port
 from tests.core.test_redis_server import alive, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,8 +4,9 @@ import httpx
 import pytest
 
 from services.core.dag import DagSteps
+from services.core.liveness import Heartbeat
 from services.core.pipeline import load_pipelines
-from services.core.probes import Heartbeat, ProbeServer
+from services.core.probes import ProbeServer
 from services.core.settings import Settings
 from tests.jobwait import wait_terminal
 from tests.scrape import delta, scrape

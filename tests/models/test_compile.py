@@ -19,11 +19,11 @@ import onnxruntime as ort
 import pytest
 import yaml
 
-from services.core.models import compile as compiling
-from services.core.models.build import ModelBuildError
-from services.core.models.repository import ModelRepository
 from services.core.runtime.neuron import ARTEFACT_FILE, read_artefact
+from services.core.runtime.repository import ModelRepository
 from services.core.settings import Settings, get_settings
+from services.factory import compile as compiling
+from services.factory.build import ModelBuildError
 from tests.clirun import posefleet
 
 MODEL = "movenet-lightning"

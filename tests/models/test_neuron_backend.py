@@ -24,9 +24,6 @@ import pytest
 import yaml
 
 from services.core.handler import HandlerContext
-from services.core.models.build import sha256_file
-from services.core.models.compile import artefact_manifest
-from services.core.models.repository import ModelEntry
 from services.core.runtime.loading import load_model
 from services.core.runtime.neuron import (
     ARTEFACT_FILE,
@@ -40,7 +37,10 @@ from services.core.runtime.neuron import (
     payload_hashes,
     read_artefact,
 )
+from services.core.runtime.repository import ModelEntry
 from services.core.settings import Settings
+from services.factory.compile import artefact_manifest
+from services.pins import sha256_file
 
 ITEM = (3, 2)  # input item shape of the fake model
 

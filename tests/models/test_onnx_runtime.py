@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.core.models.repository import ModelRepository
 from services.core.runtime.onnx import BackendUnavailable, OnnxModel, OnnxOptions, provider_chain
+from services.core.runtime.repository import ModelRepository
 
 
 @pytest.fixture(scope="module")

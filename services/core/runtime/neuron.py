@@ -11,7 +11,7 @@
 
 The compiled artefact lives next to the ONNX model it came from,
 ``<model>/<version>/neuron-<target>/``, with an ``artefact.yaml`` written by
-``posefleet models compile`` (services.core.models.compile): target, compiled batch size, input
+``posefleet models compile`` (services.factory.compile): target, compiled batch size, input
 and output names/dtypes/shapes in the order the artefact takes and returns them, sha256 of every
 payload file, the sha256 of the ONNX file it was compiled from and the SDK versions. A missing,
 corrupted or stale artefact (model.onnx rebuilt since) stops start-up with the command that
@@ -62,8 +62,8 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from services.core.models.repository import ModelEntry
 from services.core.runtime.onnx import BackendUnavailable
+from services.core.runtime.repository import ModelEntry
 
 log = logging.getLogger("posefleet.runtime")
 

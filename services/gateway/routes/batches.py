@@ -1,4 +1,4 @@
-"""Video and zip batches: one upload, one RQ job, one image job per frame (DESIGN §2)."""
+"""Video and zip batches: one upload, one RQ job, one image job per frame."""
 
 from __future__ import annotations
 

@@ -1,28 +1,18 @@
-"""Submit, read, wait for and cancel jobs (DESIGN §4)."""
+"""The job API's HTTP surface: submit, read, wait for and cancel jobs over the data plane."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
-import json
 import re
-import time
-import uuid
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from services.core import keys
-from services.core.imaging import UndecodableImage, decode_image, sniff_image_type
-from services.core.jobs import job_view
-from services.core.metrics import JOBS_REJECTED, JOBS_SUBMITTED
+from services.core.jobs import JobState, is_terminal
 from services.core.pipeline import PipelineSpec
+from services.gateway import dataplane
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem
 from services.gateway.schemas import Job, JobAccepted
@@ -94,40 +84,8 @@ async def read_upload(request: Request, limit: int, what: str = "image") -> byte
     return data
 
 
-def _check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
-    try:
-        pixels: np.ndarray = decode_image(data)
-    except UndecodableImage:
-        raise Problem(422, "undecodable_image", "the image could not be decoded") from None
-    height, width = pixels.shape[:2]
-    if width * height > max_pixels:
-        raise Problem(
-            422, "image_too_many_pixels", f"{width}x{height} exceeds the {max_pixels}-pixel limit"
-        )
-    return width, height
-
-
-async def _read_job(gw: Gateway, job_id: str, caller: str) -> dict[str, Any]:
-    raw = await gw.redis.hgetall(keys.job(job_id))
-    if not raw or raw.get(b"tenant", b"").decode() != caller:
-        raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
-    return job_view(raw)
-
-
-async def _wait_for(gw: Gateway, job_id: str, caller: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with gw.events.watch(job_id) as done:
-            view = await _read_job(gw, job_id, caller)
-            remaining = deadline - time.monotonic()
-            if view["status"] in keys.TERMINAL or remaining <= 0:
-                return view
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), remaining)
-
-
 def _job_response(view: dict[str, Any], waited: float | None) -> JSONResponse:
-    terminal = view["status"] in keys.TERMINAL
+    terminal = is_terminal(view["status"])
     headers = {"Location": f"/v1/jobs/{view['id']}"}
     if waited is not None:
         headers["Preference-Applied"] = f"wait={waited:g}"
@@ -175,68 +133,23 @@ async def submit_job(
 ) -> Response:
     """Submit an image; poll the returned link, or send ``Prefer: wait=N`` to get the finished
     job in this response when it completes within N seconds."""
-    name = spec.name
     data = await read_upload(request, gw.settings.max_image_bytes)
-    mime = sniff_image_type(data)
-    if mime is None:
-        JOBS_REJECTED.labels(name, "unsupported_media_type").inc()
-        raise Problem(415, "unsupported_media_type", "the body is not a JPEG, PNG or WebP image")
-    width, height = await run_in_threadpool(_check_pixels, data, gw.settings.max_image_pixels)
-
-    idempotency, fingerprint = None, ""
-    key = request.headers.get("idempotency-key")
-    job_id = str(uuid.uuid4())
-    if key:
-        if len(key) > 255:
-            raise Problem(400, "bad_idempotency_key", "Idempotency-Key is limited to 255 chars")
-        fingerprint = hashlib.sha256(name.encode() + b"\0" + data).hexdigest()
-        idempotency = (keys.idempotency(caller, key), f"{job_id} {fingerprint}")
-    image_meta = {"width": width, "height": height, "content_type": mime, "bytes": len(data)}
     waited = prefer_wait(request, gw.settings.max_wait_s)
-    deadline = time.monotonic() + (waited or 0.0)
-    # Watching before the job exists: its completion cannot be missed, and a waiting submit
-    # needs no read of the record until it is done.
-    with gw.events.watch(job_id) as done:
-        created = await gw.steps.create(
-            job_id,
-            spec,
-            data,
-            {"tenant": caller, "image": json.dumps(image_meta)},
-            ttl_s=gw.settings.result_ttl_s,
-            deadline_s=gw.settings.job_deadline_s,
-            idempotency=idempotency,
-            max_backlog=gw.settings.max_backlog,
+    outcome = await dataplane.submit(
+        gw,
+        spec,
+        data,
+        caller,
+        idempotency_key=request.headers.get("idempotency-key"),
+        wait_s=waited,
+    )
+    if outcome.view is None:
+        return JSONResponse(
+            _accepted(outcome.job_id, JobState.QUEUED, spec.name),
+            status_code=202,
+            headers={"Location": f"/v1/jobs/{outcome.job_id}"},
         )
-        if created[0] == b"busy":
-            stage, depth = created[1].decode(), created[2].decode()
-            JOBS_REJECTED.labels(name, "backlog_full").inc()
-            raise Problem(
-                429,
-                "backlog_full",
-                f"stage '{stage}' has {depth} queued tasks (limit "
-                f"{gw.settings.max_backlog}); retry later",
-                headers={"Retry-After": "2"},
-            )
-        if created[0] == b"exists":
-            job_id, stored_fingerprint = created[1].decode().split(" ", 1)
-            if stored_fingerprint != fingerprint:
-                raise Problem(
-                    409,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was used with a different image or pipeline",
-                )
-        else:
-            JOBS_SUBMITTED.labels(name).inc()
-            if waited is None:
-                return JSONResponse(
-                    _accepted(job_id, "queued", name),
-                    status_code=202,
-                    headers={"Location": f"/v1/jobs/{job_id}"},
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), waited)
-    view = await _wait_for(gw, job_id, caller, max(0.0, deadline - time.monotonic()))
-    return _job_response(view, waited)
+    return _job_response(outcome.view, waited)
 
 
 @router.get(
@@ -247,19 +160,12 @@ async def get_job(job_id: str, request: Request, gw: GatewayDep, caller: TenantD
     ``Prefer: wait=N`` long-polls until the job finishes or N seconds pass."""
     waited = prefer_wait(request, gw.settings.max_wait_s)
     if waited is None:
-        return JSONResponse(await _read_job(gw, job_id, caller))
-    view = await _wait_for(gw, job_id, caller, waited)
+        return JSONResponse(await dataplane.read_job(gw, job_id, caller))
+    view = await dataplane.wait_for(gw, job_id, caller, waited)
     return JSONResponse(view, headers={"Preference-Applied": f"wait={waited:g}"})
 
 
 @router.delete("/jobs/{job_id}", response_model=Job, responses=_ERRORS)
 async def cancel_job(job_id: str, gw: GatewayDep, caller: TenantDep) -> Response:
     """Cancel a queued or running job; tasks not yet started are dropped by the workers."""
-    await _read_job(gw, job_id, caller)
-    outcome = (await gw.steps.cancel(job_id)).decode()
-    if outcome == "gone":
-        raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
-    if outcome != "canceled":
-        state = outcome.removeprefix("terminal:")
-        raise Problem(409, "job_finished", f"job '{job_id}' already {state}")
-    return JSONResponse(await _read_job(gw, job_id, caller))
+    return JSONResponse(await dataplane.cancel(gw, job_id, caller))

@@ -1,5 +1,5 @@
 """fp32 ONNX → int8 with ``onnxruntime.quantization``. Runs INSIDE the builder venv (it needs the
-``onnx`` package, which the runtime never installs), started by ``services.core.models.quantize``.
+``onnx`` package, which the runtime never installs), started by ``services.factory.quantize``.
 
 The tfjs models are wrapped in a ``Scan`` over the batch (see convert.py). onnxruntime's static
 calibration only observes tensors of the main graph, so it would never see the activations inside

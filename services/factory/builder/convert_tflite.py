@@ -1,7 +1,7 @@
 """tflite → batched ONNX (MediaPipe's pose_landmark models). Runs INSIDE the builder venv,
-started by ``services.core.models.build``; it must import nothing beyond that set.
+started by ``services.factory.build``; it must import nothing beyond that set.
 
-``tf2onnx --tflite`` converts these graphs unchanged (DESIGN §6). The outputs we do not serve —
+``tf2onnx --tflite`` converts these graphs unchanged. The outputs we do not serve —
 the segmentation mask, the landmark heatmaps and the world landmarks — are removed together with
 every node and weight that only fed them. Dropping the outputs alone is not enough: onnxruntime
 does not prune dead nodes inside the ``Scan`` body, and they cost pose_landmark_lite two thirds
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from services.core.models.convert import OPSET, batchify
+from services.factory.builder.convert import OPSET, batchify
 
 
 def live_nodes(graph, outputs: set[str]) -> list:  # type: ignore[no-untyped-def]
@@ -55,7 +55,7 @@ def tflite_to_onnx(source: Path, out: Path, names: dict[str, str]) -> None:
     from tf2onnx import convert
     from tf2onnx.graph import Node
 
-    from services.core.models.tfjs_shim import hash_nodes_by_creation_order
+    from services.factory.builder.tfjs_shim import hash_nodes_by_creation_order
 
     hash_nodes_by_creation_order(Node)  # byte-reproducible output, as for the tfjs path
     raw = out.with_suffix(".batch1.onnx")

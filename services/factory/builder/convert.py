@@ -1,5 +1,5 @@
 """tfjs graph model → batched ONNX. Runs INSIDE the builder venv (TensorFlow, tf2onnx, onnx),
-started by ``services.core.models.build``; it must import nothing beyond that set.
+started by ``services.factory.build``; it must import nothing beyond that set.
 
 The tfjs graphs have their batch size baked in as 1 (constant Reshape shapes), so a plain shape
 override does not make them batchable. We wrap the converted graph in an ONNX ``Scan`` over a new
@@ -27,7 +27,7 @@ OPSET = 17
 def tfjs_to_onnx(graph_json: Path, out: Path) -> None:
     import numpy as np
 
-    from services.core.models.tfjs_shim import (
+    from services.factory.builder.tfjs_shim import (
         fix_tfjs_graph,
         hash_nodes_by_creation_order,
         restore_numpy_aliases,
@@ -111,11 +111,11 @@ def batchify(model, names: dict[str, str]):  # type: ignore[no-untyped-def]
 def main() -> None:
     import onnx
 
-    from services.core.models.tfjs_shim import pinned_hash_seed_env
+    from services.factory.builder.tfjs_shim import pinned_hash_seed_env
 
     env = pinned_hash_seed_env(os.environ)
     if env is not None:  # shim patch 5: only a fresh interpreter takes a new hash seed
-        argv = [sys.executable, "-m", "services.core.models.convert", *sys.argv[1:]]
+        argv = [sys.executable, "-m", "services.factory.builder.convert", *sys.argv[1:]]
         os.execve(sys.executable, argv, env)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--graph", type=Path, required=True, help="tfjs model.json")

@@ -10,57 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-COCO17 = (
-    "nose",
-    "left_eye",
-    "right_eye",
-    "left_ear",
-    "right_ear",
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-)
-
-
-@dataclass(frozen=True)
-class NpmSource:
-    package: str
-    version: str
-    tarball_sha256: str
-    licence: str
-
-    @property
-    def spec(self) -> str:
-        return f"{self.package}@{self.version}"
-
-    @property
-    def tarball_name(self) -> str:
-        """The file name ``npm pack`` writes: scope and name joined by a dash."""
-        return f"{self.package.lstrip('@').replace('/', '-')}-{self.version}.tgz"
-
-
-@dataclass(frozen=True)
-class PypiWheel:
-    """A wheel pinned by file name and sha256; installed into the builder venv, never run here."""
-
-    package: str
-    version: str
-    filename: str
-    sha256: str
-    licence: str
-
-    @property
-    def spec(self) -> str:
-        return f"{self.package}=={self.version}"
+from services.core.coco import COCO17
+from services.pins import NpmSource, PypiWheel
 
 
 @dataclass(frozen=True)

