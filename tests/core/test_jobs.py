@@ -25,6 +25,6 @@ def test_lua_steps_write_only_declared_node_states():
 
 
 def test_terminal_states_and_gone_records():
-    assert TERMINAL == {"succeeded", "failed", "canceled", "expired"}
+    assert {"succeeded", "failed", "canceled", "expired"} == TERMINAL
     assert is_terminal(b"canceled") and is_terminal("expired") and is_terminal(None)
     assert not is_terminal("running") and not is_terminal(b"queued")

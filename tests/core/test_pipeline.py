@@ -230,3 +230,23 @@ pipelines:
 def test_unknown_top_level_key():
     with pytest.raises(PipelineConfigError, match="unknown top-level keys \\['stage'\\]"):
         parse_pipelines("stage: {}\npipelines: {}", source="x.yaml")
+
+
+def test_batching_is_declared_per_stage_with_defaults():
+    config = parse("""
+  p:
+    nodes: {d: {stage: det, inputs: {image: $request.image}}}
+    outputs: {b: d.boxes}
+""")
+    assert (config.stages["det"].max_batch, config.stages["det"].max_delay_ms) == (8, 0)
+    served = load_pipelines(ROOT / "pipelines.yaml").stages
+    assert served["detector"].max_batch == 4 and served["pose"].max_batch == 8
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "8", True])
+def test_batching_values_must_be_positive_integers(value):
+    text = f"stages:\n  s: {{handler: m:C, inputs: [image], outputs: [x], max_batch: {value!r}}}\n"
+    text += "pipelines:\n  p: {nodes: {n: {stage: s, inputs: {image: $request.image}}}, "
+    text += "outputs: {x: n.x}}\n"
+    with pytest.raises(PipelineConfigError, match="stage 's': 'max_batch' must be an integer >= 1"):
+        parse_pipelines(text, source="x.yaml")

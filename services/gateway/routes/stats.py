@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from services.core.stats import parse_window, read_stats
 from services.gateway.deps import Gateway, gateway, tenant
 from services.gateway.errors import Problem
+from services.gateway.stats import parse_window, read_stats
 
 router = APIRouter(prefix="/v1", tags=["stats"], dependencies=[Depends(tenant)])
 

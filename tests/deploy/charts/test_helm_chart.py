@@ -14,8 +14,8 @@ from cloudcoil.models.prometheus_operator.v1 import PodMonitor, PrometheusRule, 
 
 from services.core import keys
 from services.core.pipeline import load_pipelines
-from tests.charts.conftest import CHART, env_of, helm, of_kind, render
-from tests.charts.test_observability_files import recorded_names, unknown_metrics
+from tests.deploy.charts.conftest import CHART, env_of, helm, of_kind, render
+from tests.deploy.charts.test_observability_files import recorded_names, unknown_metrics
 
 KUBERNETES_VERSION = "1.35"
 CRD_MODELS = {
@@ -123,7 +123,9 @@ def test_default_stages_are_the_pipelines_file_stages():
 
 
 def test_accelerator_pools_request_their_devices(ci_values):
-    for deployment in workers(render(ci_values)):
+    deployments = workers(render(ci_values))
+    assert deployments, "no worker Deployments rendered"
+    for deployment in deployments:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         pool = deployment["metadata"]["labels"]["posefleet.io/pool"]
         limits = container["resources"]["limits"]
@@ -140,14 +142,18 @@ def test_accelerator_pools_request_their_devices(ci_values):
 
 
 def test_grace_period_outlasts_the_longest_batch(ci_values):
-    for deployment in workers(render(ci_values)):
+    deployments = workers(render(ci_values))
+    assert deployments, "no worker Deployments rendered"
+    for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         batch_timeout = float(env_of(pod["containers"][0])["POSEFLEET_BATCH_TIMEOUT_S"])
         assert pod["terminationGracePeriodSeconds"] > batch_timeout
 
 
 def test_nothing_runs_as_root_or_writes_its_image(ci_values):
-    for doc, pod, container in pod_containers(render(ci_values)):
+    containers = list(pod_containers(render(ci_values)))
+    assert len(containers) >= 3, "expected Redis, gateway and worker containers at least"
+    for doc, pod, container in containers:
         where = f"{doc['kind']} {doc['metadata']['name']}"
         user = container.get("securityContext", {}).get(
             "runAsUser", pod["securityContext"].get("runAsUser")
@@ -167,6 +173,7 @@ def test_keda_off_or_missing_means_cpu_hpas_never_below_one():
         render(None, False),  # KEDA enabled, but its CRDs are not in the cluster
     ):
         assert not of_kind(docs, "ScaledObject")
+        assert workers(docs), "no worker Deployments rendered"
         targets = {
             h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler")
         }
@@ -253,9 +260,10 @@ def test_helm_test_pod_submits_the_bundled_photo():
 
 def test_every_top_level_value_is_documented():
     lines = (CHART / "values.yaml").read_text().splitlines()
-    for i, line in enumerate(lines):
-        if line and not line.startswith((" ", "#")):
-            start = i
-            while start > 0 and lines[start - 1].startswith("#"):
-                start -= 1  # to the first line of the comment block above the key
-            assert lines[start].startswith("# --"), f"values.yaml: {line!r} has no '# --' doc"
+    keys = [i for i, line in enumerate(lines) if line and not line.startswith((" ", "#"))]
+    assert len(keys) >= 5, "values.yaml has hardly any top-level keys"
+    for i in keys:
+        start = i
+        while start > 0 and lines[start - 1].startswith("#"):
+            start -= 1  # to the first line of the comment block above the key
+        assert lines[start].startswith("# --"), f"values.yaml: {lines[i]!r} has no '# --' doc"

@@ -1,55 +1,29 @@
 """Every crop-based pose model in the catalog serves the pose stage — a settings change — and
 gives plausible COCO-17 skeletons on the bundled photos, in the same API shape."""
 
-import os
-import subprocess
-
 import numpy as np
 import pytest
 
 from services.core.coco import COCO17
 from services.core.handler import HandlerContext
-from services.core.runtime.repository import ModelRepository
 from services.core.settings import get_settings
-from services.factory.builder_venv import PROJECT_ROOT, ensure_builder_venv
 from services.factory.catalog import BLAZEPOSE_TO_COCO17, CATALOG
 from services.pose import mediapipe
 from services.pose.crops import Square
 from services.pose.handler import PoseHandler
 from services.pose.mediapipe import to_coco17
-from tests.inprocess import pipeline
-from tests.models.test_pose_models import assert_plausible_skeleton, keypoints
+from tests.inprocess import assert_plausible_skeleton, keypoints, pipeline
 
 POSE_MODELS = [
     name
     for name, recipe in CATALOG.items()
     if recipe.preprocessing.get("family") in ("movenet", "mediapipe-pose")
 ]
-MEDIAPIPE = [n for n in POSE_MODELS if CATALOG[n].preprocessing["family"] == "mediapipe-pose"]
-
-# Run in the builder venv (the only one with the onnx package): for each model, its Scan body's
-# node count minus the nodes its outputs depend on.
-DEAD_NODES = """
-import sys, onnx
-from services.factory.builder.convert_tflite import live_nodes
-for path in sys.argv[1:]:
-    body = onnx.load(path).graph.node[0].attribute[0].g
-    print(len(body.node) - len(live_nodes(body, {o.name for o in body.output})))
-"""
-
-
-def test_the_catalog_offers_every_pose_model_the_design_names():
-    assert set(POSE_MODELS) == {
-        "movenet-lightning",
-        "movenet-thunder",
-        "mediapipe-pose-lite",
-        "mediapipe-pose-full",
-        "mediapipe-pose-heavy",
-    }
 
 
 @pytest.fixture(scope="module", params=POSE_MODELS)
-def pose_model(request, model_root) -> PoseHandler:
+def pose_model(request, build_catalog) -> PoseHandler:
+    build_catalog(request.param)
     handler = PoseHandler()
     handler.initialize(HandlerContext("pose", get_settings(), model=request.param))
     return handler
@@ -122,22 +96,6 @@ def test_blazepose_33_maps_to_coco17_in_order():
         28,
     ]
     assert CATALOG["mediapipe-pose-full"].preprocessing["coco17_from"] == list(BLAZEPOSE_TO_COCO17)
-
-
-def test_mediapipe_models_are_pinned_and_compute_only_what_is_served(model_root):
-    """The build drops the segmentation, heatmap and world-landmark outputs AND every layer that
-    only fed them: onnxruntime does not prune dead nodes inside the Scan body (as converted
-    with the outputs merely dropped, 60 of lite's 203 nodes were dead: 3.2x its time)."""
-    repo = ModelRepository(model_root)
-    entries = [repo.get(name) for name in MEDIAPIPE]
-    for name, entry in zip(MEDIAPIPE, entries, strict=True):
-        assert entry.spec["sha256"] == CATALOG[name].onnx_sha256
-        assert [o["name"] for o in entry.spec["outputs"]] == ["landmarks", "pose_flag"]
-    python = ensure_builder_venv(get_settings().cache_dir, lambda step, fraction=None: None)
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    cmd = [str(python), "-c", DEAD_NODES, *(str(e.path) for e in entries)]
-    done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-    assert done.stdout.split() == ["0"] * len(MEDIAPIPE)
 
 
 def test_mediapipe_landmarks_map_from_crop_pixels_to_the_image_scored_by_visibility():

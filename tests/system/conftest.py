@@ -1,7 +1,7 @@
 import httpx
 import pytest
 
-from tests.e2e.stack import local_stack
+from tests.system.stack import local_stack
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ import redis
 
 from services.cli.redis_server import LocalRedis, RedisUnavailable, embedded_binary, start_redis
 
+# It starts real Redis servers itself: the integration tier.
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_KINDS = [
     pytest.param(

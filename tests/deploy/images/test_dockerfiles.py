@@ -24,7 +24,7 @@ from services.core.pipeline import load_pipelines
 from services.core.settings import Settings
 from services.factory.catalog import CATALOG
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SERVICES = ("gateway", "detector", "pose", "ensemble")
 WORKER_TARGETS = frozenset({"cpu", "gpu", "neuron"})
 # What a runtime image must never do: build or download models, or reach for npm.

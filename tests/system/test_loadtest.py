@@ -5,7 +5,7 @@ import os
 import subprocess
 
 from loadtest.run_local import locust_command
-from tests.e2e.stack import ROOT
+from tests.system.stack import ROOT
 
 
 def test_locust_reports_end_to_end_job_latency(stack, tmp_path):

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 import services.core.metrics  # noqa: F401 - registers the metric families
 
-FILES = Path(__file__).resolve().parents[2] / "charts" / "posefleet" / "files"
+FILES = Path(__file__).resolve().parents[3] / "charts" / "posefleet" / "files"
 RULES = yaml.safe_load((FILES / "rules.yaml").read_text())
 DASHBOARD = json.loads((FILES / "dashboard.json").read_text())
 RULE_EXPRS = {r["record"]: r["expr"] for g in RULES["groups"] for r in g["rules"]}
@@ -51,14 +51,15 @@ def recorded_names(expr: str) -> set[str]:
 
 
 def test_expressions_use_only_metrics_posefleet_exports():
+    assert len(RULE_EXPRS) >= 5 and len(PANEL_EXPRS) >= 5, "rules or dashboard not parsed"
     for expr in [*RULE_EXPRS.values(), *PANEL_EXPRS]:
         assert not unknown_metrics(expr), f"{expr!r} reads metrics Posefleet does not export"
 
 
 def test_recorded_series_used_by_rules_and_dashboard_are_defined():
-    for expr in [*RULE_EXPRS.values(), *PANEL_EXPRS]:
-        for name in recorded_names(expr):
-            assert name in RULE_EXPRS, f"{name} is read but never recorded"
+    used = {name for expr in [*RULE_EXPRS.values(), *PANEL_EXPRS] for name in recorded_names(expr)}
+    assert used, "no recorded series are read anywhere"
+    assert used <= set(RULE_EXPRS), f"{sorted(used - set(RULE_EXPRS))} read but never recorded"
 
 
 def test_dashboard_covers_what_operators_asked_for():

@@ -22,7 +22,8 @@ def test_builder_pins_come_from_pyproject_and_stay_out_of_the_runtime():
         __import__("tensorflow")
 
 
-def test_cached_build_is_fast_and_touches_nothing(model_root: Path):
+def test_cached_build_is_fast_and_touches_nothing(build_catalog):
+    model_root = build_catalog(*CATALOG)
     onnx_file = model_root / "centernet" / "1" / "model.onnx"
     before = onnx_file.stat().st_mtime_ns
     started = time.perf_counter()

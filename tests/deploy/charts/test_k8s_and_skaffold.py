@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.charts.conftest import env_of
-from tests.charts.test_helm_chart import validate_strictly, workers
+from tests.deploy.charts.conftest import env_of
+from tests.deploy.charts.test_helm_chart import validate_strictly, workers
 from tools.kubetools import ROOT, ensure
 from tools.render_k8s import BASE, render
 
@@ -46,7 +46,10 @@ def test_overlays_render_valid_objects(overlay):
     ],
 )
 def test_overlays_move_stages_onto_their_pool(overlay, stages, pool, device):
-    for deployment in workers(kustomize(overlay)):
+    deployments = workers(kustomize(overlay))
+    rendered = {d["metadata"]["labels"]["posefleet.io/stage"] for d in deployments}
+    assert deployments and stages <= rendered, f"{overlay}: stages {stages} not all rendered"
+    for deployment in deployments:
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         stage = deployment["metadata"]["labels"]["posefleet.io/stage"]
         env = env_of(container)

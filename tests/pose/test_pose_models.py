@@ -7,28 +7,14 @@ import pytest
 from services.core.handler import Task, TaskError
 from services.core.imaging import decode_image
 from tests.conftest import encode
-from tests.inprocess import assert_same_people, pipeline, run, with_exif_orientation
-
-
-def keypoints(person: dict) -> dict[str, tuple[float, float, float]]:
-    return {k["name"]: (k["x"], k["y"], k["score"]) for k in person["keypoints"]}
-
-
-def assert_plausible_skeleton(person: dict) -> None:
-    x1, y1, x2, y2 = person["box"]
-    kp = keypoints(person)
-    assert len(person["keypoints"]) == 17
-    confident = [v for v in kp.values() if v[2] >= 0.3]
-    assert len(confident) >= 8  # the right-hand player turns away: his far side is hidden
-    for x, y, _ in confident:  # inside the box, allowing the crop's margin
-        margin = 0.15 * max(x2 - x1, y2 - y1)
-        assert x1 - margin <= x <= x2 + margin and y1 - margin <= y <= y2 + margin
-    hips_y = (kp["left_hip"][1] + kp["right_hip"][1]) / 2
-    shoulders_y = (kp["left_shoulder"][1] + kp["right_shoulder"][1]) / 2
-    assert kp["nose"][1] < shoulders_y < hips_y  # head above shoulders above hips
-    top = y1 + 0.35 * (y2 - y1)  # the head is in the top of the box
-    assert max(kp["nose"][1], kp["left_eye"][1], kp["right_eye"][1]) < top
-    assert abs(kp["left_shoulder"][1] - kp["right_shoulder"][1]) < 0.1 * (y2 - y1)  # upright
+from tests.inprocess import (
+    assert_plausible_skeleton,
+    assert_same_people,
+    keypoints,
+    pipeline,
+    run,
+    with_exif_orientation,
+)
 
 
 def test_one_person_in_astronaut(detector, pose, photos):

@@ -7,8 +7,8 @@ import jsonschema
 import pytest
 
 from tests.clirun import posefleet
-from tests.e2e.stack import descendants, local_stack
 from tests.inprocess import assert_same_people, pipeline
+from tests.system.stack import descendants, local_stack
 
 
 @pytest.mark.parametrize("name", ["astronaut", "basketball1", "coffee"])
