@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from services.core.stats import parse_window, replica_seconds, summarise
+from services.gateway.stats import parse_window, replica_seconds, summarise
 from tests.gateway.conftest import png
 from tests.workers import make_worker, worker_threads
 

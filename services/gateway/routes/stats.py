@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from services.core.stats import parse_window, read_stats
+from services.gateway.stats import parse_window, read_stats
 from services.gateway.deps import Gateway, gateway, tenant
 from services.gateway.errors import Problem
 
