@@ -8,7 +8,9 @@ import httpx
 import numpy as np
 import pytest
 
+from loadtest.statsreplay import Ending, redis_now_ms, replay
 from services.core import keys
+from services.core.pipeline import load_pipelines
 from services.gateway.histograms import RELATIVE_WIDTH, bounds, percentiles
 from services.gateway.stats import (
     MAX_WINDOW_S,
@@ -20,8 +22,9 @@ from services.gateway.stats import (
     summarise,
 )
 from tests.gateway.conftest import png
-from tests.statsreplay import Ending, redis_now_ms, replay
-from tests.workers import make_worker, worker_threads
+from tests.workers import TEST_PIPELINES, make_worker, worker_threads
+
+PIPELINES = load_pipelines(TEST_PIPELINES).pipelines
 
 
 def worker(pool: str, started_ms: int, seen_ms: int) -> bytes:
@@ -52,13 +55,13 @@ def test_cost_per_1000_images_from_replica_time_and_prices(redis_client):
     chain = {"m": (1, 30.0, "gpu"), "double": (2, 10.0, "cpu")}
     replay(
         redis_client,
-        "slow-chain",
+        PIPELINES["slow-chain"],
         [Ending("team-a", "succeeded", now - i * 1000, 100, chain) for i in range(900)]
         + [Ending("team-a", "failed", now - i, 5, {"m": chain["m"]}) for i in range(10)],
     )
     replay(
         redis_client,
-        "single",
+        PIPELINES["single"],
         [Ending("team-b", "succeeded", now - i, 50, {"m": (1, 30.0, "cpu")}) for i in range(100)],
     )
     # One cpu replica all hour, one gpu replica half of it, $0.10 and $1.00 an hour.
@@ -131,7 +134,7 @@ def test_percentiles_from_buckets_are_within_one_bucket_of_exact(redis_client, n
         Ending("t", "succeeded", now - i, float(v), {"m": (float(v), float(v), "cpu")})
         for i, v in enumerate(values)
     ]
-    replay(redis_client, "single", endings)
+    replay(redis_client, PIPELINES["single"], endings)
     single = summarise(totals(redis_client), {}, {}, 3600, 3600)["pipelines"]["single"]
     assert single["succeeded"] == n
     assert_close(single["latency_ms"], values, tolerance)

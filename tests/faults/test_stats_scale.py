@@ -17,8 +17,10 @@ import httpx
 import numpy as np
 import pytest
 
+from loadtest.statsreplay import Ending, redis_now_ms, replay
+from services.core.pipeline import load_pipelines
 from services.gateway.histograms import RELATIVE_WIDTH
-from tests.statsreplay import Ending, redis_now_ms, replay
+from tests.workers import TEST_PIPELINES
 
 pytestmark = pytest.mark.faults
 
@@ -27,6 +29,7 @@ SPREAD_MS = int(23.5 * 3600 * 1000)
 NODES = {"m": "cpu", "double": "cpu", "triple": "gpu", "sum": "cpu"}  # diamond's nodes, pools
 TENANTS = ("team-a", "team-b")
 KEYS = {"key-a": "team-a", "key-b": "team-b", "key-op": "operator"}
+DIAMOND = load_pipelines(TEST_PIPELINES).pipelines["diamond"]
 
 
 def record_endings(client, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -54,7 +57,7 @@ def record_endings(client, rng: np.random.Generator) -> dict[str, np.ndarray]:
         )
         for j in range(JOBS)
     )
-    replay(client, "diamond", endings)
+    replay(client, DIAMOND, endings)
     return recorded
 
 

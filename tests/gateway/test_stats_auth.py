@@ -6,10 +6,10 @@ import json
 import httpx
 import pytest
 
+from loadtest.statsreplay import redis_now_ms
 from services.core import keys
 from tests.gateway.conftest import png
 from tests.gateway.test_api import assert_problem
-from tests.statsreplay import redis_now_ms
 from tests.workers import make_worker, worker_threads
 
 KEYS = {"key-a": "team-a", "key-b": "team-b", "key-op": "operator"}

@@ -1,5 +1,5 @@
 """Record job endings through ``record_stats`` — the function complete.lua and fail.lua call when
-a job ends (services/core/lua/stats.lua) — fast, for the stats tests.
+a job ends (services/core/lua/stats.lua) — fast, for the stats benchmark and tests.
 
 One real job record (made by create.lua) is rewritten per ending as begin/complete would have
 left it (tenant, creation time, each started node's enqueue/start times, compute time and pool)
@@ -17,8 +17,7 @@ from typing import Any
 
 from services.core import keys
 from services.core.dag import DagSteps
-from services.core.pipeline import load_pipelines
-from tests.workers import TEST_PIPELINES
+from services.core.pipeline import PipelineSpec
 
 STATS_LUA = resources.files("services.core").joinpath("lua", "stats.lua").read_text()
 
@@ -74,17 +73,16 @@ def _chunks(endings: Iterable[Ending], size: int) -> Iterator[list[Ending]]:
 
 def replay(
     client: Any,
-    pipeline: str,
+    spec: PipelineSpec,
     endings: Iterable[Ending],
     *,
     library: str = STATS_LUA,
     target: str = keys.STATS_PREFIX,
     per_call: int = 1000,
 ) -> None:
-    """Record ``endings`` of ``pipeline`` (a test pipeline) through ``library``'s
-    ``record_stats`` into ``target`` (the stats key prefix it is given in production)."""
-    job = f"replay-{pipeline}"
-    spec = load_pipelines(TEST_PIPELINES).pipelines[pipeline]
+    """Record ``endings`` of the pipeline ``spec`` through ``library``'s ``record_stats`` into
+    ``target`` (the stats key prefix it is given in production)."""
+    job = f"replay-{spec.name}"
     DagSteps(client).create(job, spec, b"x", {}, ttl_s=3600, deadline_s=600)
     record = client.register_script(library + DRIVER)
     pipe = client.pipeline(transaction=False)
