@@ -108,6 +108,8 @@ class Totals:
 
 
 def add_up(hashes: list[dict[bytes, bytes]]) -> Totals:
+    """Sum the buckets field by field first (their fields repeat), then sort each field into
+    what it counts."""
     numbers: dict[bytes, int] = defaultdict(int)
     stages: dict[bytes, bytes] = {}
     for fields in hashes:
@@ -123,7 +125,7 @@ def add_up(hashes: list[dict[bytes, bytes]]) -> Totals:
     for raw, value in numbers.items():
         kind, rest = raw.decode().split("|", 1)
         if kind == "t":
-            totals.stage_tasks[rest] += int(value)
+            totals.stage_tasks[rest] += value
         elif kind == "P":
             totals.pool_compute_ms[rest] += value / 1000  # stored in µs
         elif kind in ("j", "s", "l"):
@@ -132,9 +134,9 @@ def add_up(hashes: list[dict[bytes, bytes]]) -> Totals:
             if kind == "l":
                 line.latency[bucket] += value
             elif kind == "j":
-                line.jobs += int(value)
+                line.jobs += value
             else:
-                line.succeeded += int(value)
+                line.succeeded += value
         elif kind == "p":
             pipeline, pool = rest.split("|", 1)
             totals.pipelines[pipeline].compute_ms[pool] += value / 1000
