@@ -252,7 +252,7 @@ class DagSteps:
         for field, value in outputs.items():
             pairs += [field, json.dumps(value, separators=(",", ":"), allow_nan=False)]
         raw = self._complete(
-            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage), keys.STATS_STREAM],
+            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage), keys.STATS_PREFIX],
             args=[
                 node,
                 round(compute_ms, 3),
@@ -284,7 +284,7 @@ class DagSteps:
                 keys.blob(job_id),
                 keys.stream(stage),
                 keys.dead(stage),
-                keys.STATS_STREAM,
+                keys.STATS_PREFIX,
             ],
             args=[
                 node,

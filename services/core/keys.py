@@ -9,7 +9,9 @@ from __future__ import annotations
 PREFIX = "pf:"
 STREAM_PREFIX = PREFIX + "stage:"
 EVENTS_CHANNEL = PREFIX + "events"
-STATS_STREAM = PREFIX + "stats:jobs"  # one summary per ended job, read by GET /v1/stats
+# Time-bucketed job aggregates, written by the DAG step that ends a job (lua/stats.lua) and read
+# by GET /v1/stats: ``{STATS_PREFIX}{bucket s}:{start s}``, + ``:t:{tenant}`` per tenant.
+STATS_PREFIX = PREFIX + "stats:"
 WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
 
 
@@ -31,6 +33,12 @@ def group(stage: str) -> str:
 
 def dead(stage: str) -> str:
     return f"{PREFIX}dead:{stage}"
+
+
+def stats_bucket(size_s: int, start_s: int, tenant: str | None = None) -> str:
+    """One bucket of the stats aggregates: the fleet's, or one tenant's."""
+    fleet = f"{STATS_PREFIX}{size_s}:{start_s}"
+    return fleet if tenant is None else f"{fleet}:t:{tenant}"
 
 
 def idempotency(tenant: str, key: str) -> str:

@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     # (stats, dead letters) and may act on it. With no API keys configured every caller is one.
     operator_tenants: list[str] = Field(default_factory=lambda: ["operator"])
 
+    # Stats and public endpoints (docs/stats-and-auth.md). They matter only once API keys are
+    # configured (an open gateway has nothing to protect). public_docs: /docs, /redoc and
+    # /openapi.json answer without a key; false asks for any tenant's key. public_metrics:
+    # /metrics answers without a key; false asks for an operator's key, since the backlog and
+    # dead-letter gauges are fleet facts (Prometheus then sends one: chart value
+    # monitoring.gatewayAuth). Both default to true, the behaviour before the switches existed:
+    # the API description is no secret and Prometheus scrapes without credentials.
+    public_docs: bool = True
+    public_metrics: bool = True
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

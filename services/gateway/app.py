@@ -15,7 +15,7 @@ from services.core.settings import Settings, get_settings
 from services.gateway import errors
 from services.gateway.deps import Gateway
 from services.gateway.events import JobEvents
-from services.gateway.routes import batches, health, jobs, pipelines, stats
+from services.gateway.routes import batches, docs, health, jobs, pipelines, stats
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -46,6 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Durable submit/poll jobs for multi-stage computer-vision pipelines.",
         lifespan=lifespan,
+        # Served by routes/docs.py instead, behind the public_docs switch.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     app.include_router(jobs.router)
@@ -53,4 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     return app

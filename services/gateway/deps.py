@@ -65,6 +65,20 @@ def operator(request: Request) -> str:
     return caller
 
 
+def docs_reader(request: Request) -> None:
+    """Guard of /docs, /redoc and /openapi.json: anyone, or any tenant's key when
+    ``public_docs`` is off."""
+    if not request.app.state.gateway.settings.public_docs:
+        tenant(request)
+
+
+def metrics_reader(request: Request) -> None:
+    """Guard of the gateway's /metrics: anyone, or an operator's key when ``public_metrics``
+    is off (the gauges describe the whole fleet)."""
+    if not request.app.state.gateway.settings.public_metrics:
+        operator(request)
+
+
 def is_operator(settings: Settings, caller: str) -> bool:
     """Whether ``caller`` sees the fleet rather than only its own tenant's work."""
     return not settings.api_keys or caller in settings.operator_tenants

@@ -1,25 +1,36 @@
 """``GET /v1/stats``: throughput, latency and cost per 1000 images over a recent window.
 
-Inputs are all in Redis, so any gateway replica answers the same: the stats stream (one summary
-per ended job, written atomically by the DAG's last step) and the worker registry (each
-replica's stage, pool and lifetime). Cost is the replica-hours in the window times each pool's
-hourly price, spread over the window's succeeded images; a pipeline's share of each pool is its
-share of that pool's compute time.
+Inputs are all in Redis, so any gateway replica answers the same: the time-bucketed aggregates
+the DAG's last step keeps (services/core/lua/stats.lua: counts, latency histograms and compute
+time per pipeline, node, stage and pool, for the fleet and per tenant) and the worker registry
+(each replica's stage, pool and lifetime). A window is read as a few dozen buckets — whole hours
+where they fit, minutes at its start — so the cost of a call does not grow with
+the traffic it summarises.
+
+Cost is the replica-hours in the window times each pool's hourly price; a pipeline's share of a
+pool's cost is its share of that pool's compute time. A tenant sees only its own jobs and, for
+each pool its jobs ran on, the part of the pool's cost (and replica time) its compute share
+accounts for.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import statistics
 from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from services.core import keys
+from services.gateway.histograms import percentiles
 
 _WINDOW = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, None: 1}
 MAX_WINDOW_S = 24 * 3600
+# Bucket sizes of the aggregate levels, finest first: mirrors STATS_LEVELS in lua/stats.lua,
+# whose TTLs (25 h) outlast MAX_WINDOW_S plus one bucket.
+BUCKET_SIZES_S = (60, 3600)
 
 
 def parse_window(text: str) -> float:
@@ -32,13 +43,26 @@ def parse_window(text: str) -> float:
     return seconds
 
 
-def percentiles(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return {"p50": values[0], "p95": values[0], "p99": values[0]}
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": round(cuts[49], 2), "p95": round(cuts[94], 2), "p99": round(cuts[98], 2)}
+@dataclass(frozen=True)
+class WindowPlan:
+    """The buckets that cover a window: ``start_ms`` is the window's start rounded down to the
+    finest bucket, and every bucket from there on is read at the coarsest level aligned with
+    it — minutes up to the first whole hour, then hours, the last one reaching up to now."""
+
+    start_ms: int
+    buckets: tuple[tuple[int, int], ...]  # (size s, start s)
+
+
+def plan_window(now_ms: int, window_s: float) -> WindowPlan:
+    step = BUCKET_SIZES_S[0] * 1000
+    start_ms = (now_ms - int(window_s * 1000)) // step * step
+    buckets = []
+    cursor, now_s = start_ms // 1000, now_ms // 1000
+    while cursor <= now_s:
+        size = max(s for s in BUCKET_SIZES_S if cursor % s == 0)
+        buckets.append((size, cursor))
+        cursor += size
+    return WindowPlan(start_ms, tuple(buckets))
 
 
 def replica_seconds(
@@ -56,80 +80,140 @@ def replica_seconds(
     return dict(per_pool)
 
 
+@dataclass
+class NodeTotals:
+    stage: str
+    queue: dict[str, float] = field(default_factory=partial(defaultdict, float))
+    compute: dict[str, float] = field(default_factory=partial(defaultdict, float))
+
+
+@dataclass
+class PipelineTotals:
+    jobs: int = 0
+    succeeded: int = 0
+    latency: dict[str, float] = field(default_factory=partial(defaultdict, float))
+    nodes: dict[str, NodeTotals] = field(default_factory=dict)
+    compute_ms: dict[str, float] = field(default_factory=partial(defaultdict, float))  # by pool
+
+
+@dataclass
+class Totals:
+    """The sum of a window's bucket hashes, by what each field means (see lua/stats.lua)."""
+
+    pipelines: dict[str, PipelineTotals] = field(
+        default_factory=partial(defaultdict, PipelineTotals)
+    )
+    stage_tasks: dict[str, int] = field(default_factory=partial(defaultdict, int))
+    pool_compute_ms: dict[str, float] = field(default_factory=partial(defaultdict, float))
+
+
+def add_up(hashes: list[dict[bytes, bytes]]) -> Totals:
+    """Sum the buckets field by field first (their fields repeat), then sort each field into
+    what it counts."""
+    numbers: dict[bytes, int] = defaultdict(int)
+    stages: dict[bytes, bytes] = {}
+    for fields in hashes:
+        for name, value in fields.items():
+            if name.startswith(b"n|"):
+                stages[name] = value
+            else:
+                numbers[name] += int(value)
+    totals = Totals()
+    for name, value in stages.items():
+        _, pipeline, node = name.decode().split("|")
+        totals.pipelines[pipeline].nodes[node] = NodeTotals(value.decode())
+    for raw, value in numbers.items():
+        kind, rest = raw.decode().split("|", 1)
+        if kind == "t":
+            totals.stage_tasks[rest] += value
+        elif kind == "P":
+            totals.pool_compute_ms[rest] += value / 1000  # stored in µs
+        elif kind in ("j", "s", "l"):
+            pipeline, _, bucket = rest.partition("|")
+            line = totals.pipelines[pipeline]
+            if kind == "l":
+                line.latency[bucket] += value
+            elif kind == "j":
+                line.jobs += value
+            else:
+                line.succeeded += value
+        elif kind == "p":
+            pipeline, pool = rest.split("|", 1)
+            totals.pipelines[pipeline].compute_ms[pool] += value / 1000
+        elif kind in ("q", "c"):
+            pipeline, node, bucket = rest.split("|")
+            node_totals = totals.pipelines[pipeline].nodes[node]
+            (node_totals.queue if kind == "q" else node_totals.compute)[bucket] += value
+    return totals
+
+
 def summarise(
-    entries: list[tuple[bytes, dict[bytes, bytes]]],
-    workers: dict[bytes, bytes],
+    totals: Totals,
+    pools: dict[str, float],
     prices: dict[str, float],
     window_s: float,
-    now_ms: int,
-    stale_ms: int = 10_000,
+    span_s: float,
+    fleet_compute_ms: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    jobs: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for _, fields in entries:
-        jobs[fields[b"pipeline"].decode()].append(
-            {
-                "status": fields[b"status"].decode(),
-                "ms": float(fields[b"ms"]),
-                "nodes": json.loads(fields[b"nodes"]),
-            }
-        )
-    pools = replica_seconds(workers, now_ms - int(window_s * 1000), now_ms, stale_ms)
-    pool_cost = {p: s / 3600 * prices.get(p, 0.0) for p, s in pools.items()}
-    compute: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))  # pool->pl
-    stage_tasks: dict[str, int] = defaultdict(int)
-    for pipeline, records in jobs.items():
-        for record in records:
-            for node in record["nodes"].values():
-                compute[node["pool"]][pipeline] += node["compute_ms"]
-                stage_tasks[node["stage"]] += 1
-    succeeded_total = sum(r["status"] == "succeeded" for rs in jobs.values() for r in rs)
-    pipelines = {}
-    for pipeline, records in jobs.items():
-        ok = [r for r in records if r["status"] == "succeeded"]
-        by_pool = {}
-        for pool, cost in pool_cost.items():
-            used = sum(compute[pool].values())
-            share = compute[pool][pipeline] / used if used else 0.0
-            by_pool[pool] = cost * share
-        node_names = sorted({n for r in records for n in r["nodes"]})
-        pipelines[pipeline] = {
-            "jobs": len(records),
-            "succeeded": len(ok),
-            "failed": len(records) - len(ok),
-            "throughput_per_s": round(len(ok) / window_s, 4),
-            "latency_ms": percentiles(sorted(r["ms"] for r in ok)),
-            "nodes": {
-                name: {
-                    "stage": next(r["nodes"][name]["stage"] for r in records if name in r["nodes"]),
-                    "queue_ms": percentiles(
-                        sorted(r["nodes"][name]["queue_ms"] for r in ok if name in r["nodes"])
-                    ),
-                    "compute_ms": percentiles(
-                        sorted(r["nodes"][name]["compute_ms"] for r in ok if name in r["nodes"])
-                    ),
-                }
-                for name in node_names
-            },
-            "cost_per_1000_images": _per_1000(sum(by_pool.values()), len(ok)),
-            "cost_per_1000_images_by_pool": {p: _per_1000(c, len(ok)) for p, c in by_pool.items()},
+    """The response. ``pools`` is replica-seconds per pool over the ``span_s`` the buckets
+    cover. ``fleet_compute_ms`` (compute ms per pool, all tenants) makes this a tenant's view:
+    only the pools its jobs used, each at the share of the pool its compute accounts for."""
+    used = totals.pool_compute_ms if fleet_compute_ms is None else fleet_compute_ms
+    if fleet_compute_ms is None:
+        shares = dict.fromkeys(pools, 1.0)
+    else:
+        shares = {
+            p: totals.pool_compute_ms.get(p, 0.0) / used[p]
+            for p in pools
+            if used.get(p) and totals.pool_compute_ms.get(p)
         }
+    pool_cost = {p: pools[p] / 3600 * prices.get(p, 0.0) for p in shares}
+    pipelines = {}
+    for name, line in sorted(totals.pipelines.items()):
+        by_pool = {
+            p: cost * line.compute_ms.get(p, 0.0) / used[p] if used.get(p) else 0.0
+            for p, cost in pool_cost.items()
+        }
+        pipelines[name] = {
+            "jobs": line.jobs,
+            "succeeded": line.succeeded,
+            "failed": line.jobs - line.succeeded,
+            "throughput_per_s": round(line.succeeded / span_s, 4),
+            "latency_ms": percentiles(line.latency),
+            "nodes": {
+                node: {
+                    "stage": n.stage,
+                    "queue_ms": percentiles(n.queue),
+                    "compute_ms": percentiles(n.compute),
+                }
+                for node, n in sorted(line.nodes.items())
+            },
+            "cost_per_1000_images": _per_1000(sum(by_pool.values()), line.succeeded),
+            "cost_per_1000_images_by_pool": {
+                p: _per_1000(c, line.succeeded) for p, c in by_pool.items()
+            },
+        }
+    succeeded = sum(line.succeeded for line in totals.pipelines.values())
     return {
         "window_s": window_s,
+        "span_s": round(span_s, 3),
         "pipelines": pipelines,
         "stages": {
-            s: {"tasks": n, "throughput_per_s": round(n / window_s, 4)}
-            for s, n in sorted(stage_tasks.items())
+            s: {"tasks": n, "throughput_per_s": round(n / span_s, 4)}
+            for s, n in sorted(totals.stage_tasks.items())
         },
         "pools": {
             p: {
-                "replicas": round(s / window_s, 3),
-                "replica_hours": round(s / 3600, 5),
+                "replicas": round(pools[p] * share / span_s, 3),
+                "replica_hours": round(pools[p] * share / 3600, 5),
                 "hourly_cost_dollars": prices.get(p, 0.0),
-                "cost_dollars": round(pool_cost[p], 6),
+                "cost_dollars": round(pool_cost[p] * share, 6),
             }
-            for p, s in sorted(pools.items())
+            for p, share in sorted(shares.items())
         },
-        "cost_per_1000_images": _per_1000(sum(pool_cost.values()), succeeded_total),
+        "cost_per_1000_images": _per_1000(
+            sum(cost * shares[p] for p, cost in pool_cost.items()), succeeded
+        ),
     }
 
 
@@ -137,12 +221,39 @@ def _per_1000(cost: float, images: int) -> float | None:
     return round(cost / images * 1000, 6) if images else None
 
 
-async def read_stats(client: Any, window_s: float, prices: dict[str, float]) -> dict[str, Any]:
+async def read_stats(
+    client: Any, window_s: float, prices: dict[str, float], tenant: str | None = None
+) -> dict[str, Any]:
+    """The fleet's stats, or with ``tenant`` that tenant's view (scope and tenant say which)."""
     seconds, micros = await client.time()
     now_ms = seconds * 1000 + micros // 1000
-    start = f"{now_ms - int(window_s * 1000)}-0"
+    plan = plan_window(now_ms, window_s)
     pipe = client.pipeline(transaction=False)
-    pipe.xrange(keys.STATS_STREAM, min=start, max="+")
+    for size, start in plan.buckets:
+        pipe.hgetall(keys.stats_bucket(size, start, tenant))
     pipe.hgetall(keys.WORKERS)
-    entries, workers = await pipe.execute()
-    return summarise(entries, workers, prices, window_s, now_ms)
+    *hashes, workers = await pipe.execute()
+    totals = add_up(hashes)
+    pools = replica_seconds(workers, plan.start_ms, now_ms, stale_ms=10_000)
+    fleet_compute_ms = None
+    if tenant is not None:
+        fleet_compute_ms = await _fleet_compute_ms(client, plan, sorted(totals.pool_compute_ms))
+    span_s = max(now_ms - plan.start_ms, 1) / 1000
+    stats = summarise(totals, pools, prices, window_s, span_s, fleet_compute_ms)
+    scope = {"scope": "fleet"} if tenant is None else {"scope": "tenant", "tenant": tenant}
+    return {**stats, **scope, "start_resolution_s": BUCKET_SIZES_S[0]}
+
+
+async def _fleet_compute_ms(client: Any, plan: WindowPlan, pools: list[str]) -> dict[str, float]:
+    """All tenants' compute ms per pool over the same buckets: the denominator of a tenant's
+    share of each pool, read field by field so no other tenant's figures leave Redis."""
+    if not pools:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for size, start in plan.buckets:
+        pipe.hmget(keys.stats_bucket(size, start), [f"P|{p}" for p in pools])
+    used: dict[str, float] = defaultdict(float)
+    for values in await pipe.execute():
+        for pool, value in zip(pools, values, strict=True):
+            used[pool] += int(value or 0) / 1000
+    return dict(used)

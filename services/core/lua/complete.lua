@@ -1,6 +1,7 @@
 -- A node finished: ack its task, store its outputs (once), release successors whose inputs are
 -- all ready, and finish the job when the last node is done. Idempotent under redelivery.
--- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] this stage's stream, KEYS[4] stats
+-- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] this stage's stream, KEYS[4] stats key
+-- prefix (record_stats builds its bucket keys from it)
 -- ARGV[1] node, ARGV[2] compute ms, ARGV[3] group, ARGV[4] stream entry id, ARGV[5] stream
 -- prefix, ARGV[6] events channel, ARGV[7..] output field, json pairs
 local job, node = KEYS[1], ARGV[1]

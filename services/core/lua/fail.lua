@@ -1,7 +1,7 @@
 -- A node failed for good: ack its task, optionally copy it to the stage's dead-letter stream,
 -- and fail the job with a machine-readable error (the first failure wins).
 -- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] stage stream, KEYS[4] dead-letter stream,
--- KEYS[5] stats stream
+-- KEYS[5] stats key prefix (record_stats builds its bucket keys from it)
 -- ARGV[1] node, ARGV[2] job id, ARGV[3] group, ARGV[4] entry id, ARGV[5] error json,
 -- ARGV[6] events channel, ARGV[7] dead-letter reason ('' = no dead letter)
 local job, node = KEYS[1], ARGV[1]

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.core.backlog import backlog_commands, record_backlog
-from services.gateway.deps import Gateway, gateway
+from services.gateway.deps import Gateway, gateway, metrics_reader
 
 router = APIRouter(tags=["health"])
 GatewayDep = Annotated[Gateway, Depends(gateway)]
@@ -38,9 +38,10 @@ async def readyz(gw: GatewayDep) -> Response:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(metrics_reader)])
 async def metrics(gw: GatewayDep) -> Response:
-    """The gateway's own metrics plus every stage's backlog and dead letters, read now."""
+    """The gateway's own metrics plus every stage's backlog and dead letters, read now
+    (an operator's key needed when ``POSEFLEET_PUBLIC_METRICS=false``)."""
     pipe = gw.redis.pipeline(transaction=False)
     names = backlog_commands(pipe, gw.config.stages)
     with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):

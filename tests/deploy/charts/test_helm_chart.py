@@ -267,3 +267,26 @@ def test_every_top_level_value_is_documented():
         while start > 0 and lines[start - 1].startswith("#"):
             start -= 1  # to the first line of the comment block above the key
         assert lines[start].startswith("# --"), f"values.yaml: {lines[i]!r} has no '# --' doc"
+
+
+def test_private_docs_and_metrics_and_a_prometheus_that_sends_an_operator_key():
+    docs = render(CHART / "ci" / "private-endpoints-values.yaml")
+    (gateway,) = [
+        d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-gateway")
+    ]
+    env = env_of(gateway["spec"]["template"]["spec"]["containers"][0])
+    assert env["POSEFLEET_PUBLIC_DOCS"] == env["POSEFLEET_PUBLIC_METRICS"] == "false"
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics" and endpoint["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": "posefleet-prometheus-key", "key": "token"},
+    }
+    # The defaults keep both public and scrape without credentials.
+    (default_gateway,) = [
+        d for d in of_kind(render(None), "Deployment") if d["metadata"]["name"].endswith("-gateway")
+    ]
+    assert not {"POSEFLEET_PUBLIC_DOCS", "POSEFLEET_PUBLIC_METRICS"} & set(
+        env_of(default_gateway["spec"]["template"]["spec"]["containers"][0])
+    )
+    assert "authorization" not in of_kind(render(None), "ServiceMonitor")[0]["spec"]["endpoints"][0]
