@@ -73,6 +73,7 @@ def stage_for(entry: ModelEntry, config: PipelineConfig) -> StageSpec:
     """The stage that serves this model: one whose default it is, else one of its task."""
     by_task = {
         "person-detection": "detector",
+        "object-detection": "detector",
         "pose-estimation": "pose",
         "image-classification": "classifier-a",
     }
