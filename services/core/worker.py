@@ -9,7 +9,6 @@ It owns what a handler must never see: dynamic batching (block for the first tas
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from services.core.metrics import (
     WORKER_BUSY,
 )
 from services.core.pipeline import REQUEST_PREFIX, StageSpec, load_pipelines
+from services.core.plugins import handler_class
 from services.core.probes import Heartbeat, ProbeServer
 from services.core.settings import Settings, get_settings
 from services.core.streams import Delivery, StageStream
@@ -399,9 +399,8 @@ class _Settled:
 
 
 def load_handler(stage: StageSpec) -> Handler:
-    module_name, _, class_name = stage.handler.partition(":")
-    handler_cls = getattr(importlib.import_module(module_name), class_name)
-    return handler_cls()
+    """A new instance of the stage's handler: ``module:Class`` or a plug-in's entry point."""
+    return handler_class(stage.handler)()
 
 
 def stage_model(spec: StageSpec, settings: Settings) -> tuple[str | None, str | None]:
