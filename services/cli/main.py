@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from services.cli.models_import import models_import
+from services.cli.models_pull import models_pull
 from services.cli.pipelines import app as pipelines_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
 app.add_typer(models_app, name="models")
 models_app.command("import")(models_import)
+models_app.command("pull")(models_pull)
 app.add_typer(pipelines_app, name="pipelines")
 console = Console(stderr=True, soft_wrap=True)  # progress, status and errors
 output = Console(soft_wrap=True)  # results, so they can be piped

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # (stats, dead letters) and may act on it. With no API keys configured every caller is one.
     operator_tenants: list[str] = Field(default_factory=lambda: ["operator"])
 
+    # Users' own models (`models import`, `models pull`; docs/own-models.md).
+    # Objects `posefleet models pull` downloads at once (boto3's transfer threads): 4 overlaps
+    # the round trips of a repository's many small files without opening dozens of connections
+    # to a small MinIO or Ceph gateway from every starting pod.
+    model_pull_concurrency: int = Field(4, ge=1, le=64)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
