@@ -47,7 +47,8 @@ class DetectorHandler(Handler):
         else:
             raise ValueError(
                 f"model '{self.entry.name}' (preprocessing.family {name!r} in its model.yaml) "
-                "is not a detector this stage can serve; families: "
+                "is not a person detector (nor an object detector) this stage can serve; "
+                "families: "
                 f"{sorted([*FAMILIES, *CONFIGURED])}"
             )
         self.input_name = self.entry.spec["inputs"][0]["name"]
