@@ -295,17 +295,24 @@ def test_heatmaps_with_quarter_pixel_refinement_and_more_keypoints(tmp_path, set
     assert {p["score"] for p in keypoints} == {1.0}
 
 
-def test_uint8_nhwc_input_takes_raw_pixels(tmp_path, settings):
-    rows = yolo_rows()
-    path = constant_outputs(
-        tmp_path / "tf.onnx", ["batch", 320, 320, 3], {"out": rows}, TensorProto.UINT8
-    )
+@pytest.mark.parametrize(
+    ("shape", "dtype", "layout", "numpy_dtype"),
+    [
+        (["batch", 320, 320, 3], TensorProto.UINT8, "NHWC", "uint8"),  # TF exports: raw pixels
+        (["batch", 3, 320, 320], TensorProto.FLOAT16, "NCHW", "float16"),  # half-precision
+    ],
+)
+def test_input_dtypes_and_layouts(tmp_path, settings, shape, dtype, layout, numpy_dtype):
+    path = constant_outputs(tmp_path / "m.onnx", shape, {"out": yolo_rows()}, dtype)
     result = import_model(
         path,
-        "tf-style",
+        "typed",
         ImportOptions("person-detection", decoder=DecoderOptions(labels=["person", "dog"])),
         settings,
     )
-    spec = serve(DetectorHandler, settings, "tf-style").entry.spec
-    assert spec["preprocessing"]["layout"] == "NHWC" and spec["inputs"][0]["dtype"] == "uint8"
-    assert result["family"] == "yolo"
+    handler = serve(DetectorHandler, settings, "typed")
+    spec = handler.entry.spec
+    assert spec["preprocessing"]["layout"] == layout
+    assert spec["inputs"][0]["dtype"] == numpy_dtype and result["family"] == "yolo"
+    (out,) = run(handler, [{"image": image()}])
+    assert out["boxes"] == [{"box": PERSON_BOX_IMAGE, "score": 0.9, "label": "person"}]

@@ -130,6 +130,10 @@ def test_refusals_say_why_and_what_would_fix_it(tmp_path, settings):
         "--labels has 2 names but the model scores 3 classes",
     )
     refused(tmp_path, settings, colours, classify(family="yolo"), "does not serve image-class")
+    bogus = ImportOptions(
+        "image-classification", decoder=DecoderOptions(labels=LABELS, score_activation="relu")
+    )
+    refused(tmp_path, settings, colours, bogus, "--score-activation must be one of")
     refused(tmp_path, settings, colours, ImportOptions("segmentation"), "--task must be one of")
     with pytest.raises(ImportRefused, match="catalog model"):
         import_model(colours, "centernet", classify(), settings)

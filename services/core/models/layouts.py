@@ -154,6 +154,7 @@ def _labels(probe: Probe, classes: int, notes: list[str]) -> list[str]:
 def _detection_common(probe: Probe, labels: list[str], notes: list[str]) -> dict[str, Any]:
     options = probe.options
     _check_choice("--box-format", options.box_format, BOX_FORMATS)
+    _check_choice("--score-activation", options.score_activation, ACTIVATIONS)
     classes = options.classes
     if classes is None and probe.task == "person-detection":
         person = labels.index("person") if "person" in labels else 0
@@ -175,6 +176,7 @@ def _detection_common(probe: Probe, labels: list[str], notes: list[str]) -> dict
 
 
 def classification(probe: Probe) -> Decoded:
+    _check_choice("--score-activation", probe.options.score_activation, ACTIVATIONS)
     name = _one_output(probe, 2, "image-classification")
     notes: list[str] = []
     classes = probe.shapes[name][1]
