@@ -12,20 +12,25 @@ up: install
 	$(BIN)/posefleet up
 
 test: install test-data
-	$(BIN)/ruff check services tests loadtest tools
+	$(BIN)/ruff check services tests loadtest tools examples
 	$(BIN)/python -m pytest
 
 # The unit tier alone (no Redis, no models): well under a minute. Tiers: tests/conftest.py.
 test-fast: install
-	$(BIN)/ruff check services tests loadtest tools
+	$(BIN)/ruff check services tests loadtest tools examples
 	$(BIN)/python -m pytest -m unit
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The example stage plug-in is installed as a user installs one (its entry point registers it),
+# so the suite runs it end to end through a real worker.
+PLUGIN := examples/person-count
+
+$(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps -e $(PLUGIN)
 	touch $@
 
 # Bounded headless locust against a fresh local stack (loopback only); reports in out/.
@@ -54,12 +59,12 @@ test-data:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq opencv-doc; }
 
 lint: install
-	$(BIN)/ruff check services tests loadtest tools
-	$(BIN)/ruff format --check services tests loadtest tools
+	$(BIN)/ruff check services tests loadtest tools examples
+	$(BIN)/ruff format --check services tests loadtest tools examples
 
 format: install
-	$(BIN)/ruff format services tests loadtest tools
-	$(BIN)/ruff check --fix services tests loadtest tools
+	$(BIN)/ruff format services tests loadtest tools examples
+	$(BIN)/ruff check --fix services tests loadtest tools examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -54,9 +54,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         needs = {m.name for m in item.iter_markers() if m.name in TIERS}
         needs |= {_TIER_OF_FIXTURE[f] for f in item.fixturenames if f in _TIER_OF_FIXTURE}
-        folder = item.path.relative_to(root).parts[0]
-        if folder in _TIER_OF_FOLDER:
-            needs.add(_TIER_OF_FOLDER[folder])
+        if item.path.is_relative_to(root):
+            folder = item.path.relative_to(root).parts[0]
+            if folder in _TIER_OF_FOLDER:
+                needs.add(_TIER_OF_FOLDER[folder])
         tier = max(needs, key=TIERS.index, default="unit")
         item.add_marker(getattr(pytest.mark, tier))
 

@@ -19,6 +19,7 @@ from services.core import keys
 from services.core.pipeline import load_pipelines
 from services.core.settings import get_settings
 from services.core.worker import consumer_prefix
+from services.factory.catalog import CATALOG
 
 
 @contextmanager
@@ -97,10 +98,10 @@ def run_local_system(
     ensure_port_free(host, port)
     config = load_pipelines(settings.pipelines_file)
     stages = sorted({s for p in config.pipelines.values() for s in p.stages()})
-    if build:
-        build_models_with_progress(
-            console, sorted({config.stages[s].model for s in stages if config.stages[s].model})
-        )
+    # catalog models only: imported ones are in the repository already
+    catalog_models = {config.stages[s].model for s in stages} & set(CATALOG)
+    if build and catalog_models:
+        build_models_with_progress(console, sorted(catalog_models))
 
     local_redis = None
     if redis_url is None:

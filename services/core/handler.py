@@ -7,12 +7,10 @@ each mapping's keys are the node's output fields and its values must be JSON-ser
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.core.pipeline import StageSpec
 from services.core.settings import Settings
 
 
@@ -54,10 +52,3 @@ class Handler(ABC):
 
     @abstractmethod
     def postprocess(self, outputs: Any, tasks: list[Task]) -> list[dict[str, Any]]: ...
-
-
-def load_handler(stage: StageSpec) -> Handler:
-    """A fresh instance of the stage's ``handler:`` class ("module:Class")."""
-    module_name, _, class_name = stage.handler.partition(":")
-    handler_cls = getattr(importlib.import_module(module_name), class_name)
-    return handler_cls()

@@ -19,6 +19,8 @@ import yaml
 REQUEST_PREFIX = "$request."
 REQUEST_INPUTS = ("image",)
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# an entry point name in the group posefleet.handlers (services.core.plugins)
+_ENTRY_POINT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class PipelineConfigError(ValueError):
@@ -28,7 +30,7 @@ class PipelineConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class StageSpec:
     name: str
-    handler: str  # "module:Class"
+    handler: str  # "module:Class", or a plug-in's entry point name (services.core.plugins)
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     model: str | None = None
@@ -178,8 +180,11 @@ def _parse_stage(source: str, name: str, body: Any) -> StageSpec:
     where = f"{source}: stage '{name}'"
     if not _NAME.match(str(name)):
         raise PipelineConfigError(f"{where}: name must match {_NAME.pattern}")
-    if not isinstance(body, dict) or ":" not in str(body.get("handler", "")):
-        raise PipelineConfigError(f"{where}: 'handler' must be 'module:Class'")
+    handler = str(body.get("handler", "")) if isinstance(body, dict) else ""
+    if ":" not in handler and not _ENTRY_POINT.match(handler):
+        raise PipelineConfigError(
+            f"{where}: 'handler' must be 'module:Class' or a plug-in's entry point name"
+        )
     unknown = set(body) - {
         "handler",
         "inputs",

@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     public_docs: bool = True
     public_metrics: bool = True
 
+    # Users' own models (`models import`, `models pull`; docs/own-models.md).
+    # Objects `posefleet models pull` downloads at once (boto3's transfer threads): 4 overlaps
+    # the round trips of a repository's many small files without opening dozens of connections
+    # to a small MinIO or Ceph gateway from every starting pod.
+    model_pull_concurrency: int = Field(4, ge=1, le=64)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

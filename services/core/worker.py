@@ -23,10 +23,11 @@ import redis
 
 from services.core.backlog import backlog_commands, record_backlog
 from services.core.batching import BatchCollector
-from services.core.handler import Handler, HandlerContext, Task, load_handler
+from services.core.handler import Handler, HandlerContext, Task
 from services.core.liveness import Heartbeat, KeepAlive, Registration
 from services.core.metrics import NODE_POOL_COST, STAGE_INFERENCE, WORKER_BUSY
 from services.core.pipeline import StageSpec, load_pipelines
+from services.core.plugins import load_handler
 from services.core.probes import ProbeServer
 from services.core.settings import Settings, get_settings
 from services.core.settlement import Outcome, Settlement

@@ -3,6 +3,8 @@
 The stage serves whichever detector its model is (pipelines.yaml ``model:`` or the model
 setting); model.yaml's ``preprocessing.family`` picks the matching input preparation and decoder,
 and its ``default_min_score`` the threshold unless the stage's options or a node's params set one.
+The catalog's own detectors have fixed code; the generic families (``yolo``, ``ssd``) are
+configured by the model.yaml that ``posefleet models import`` writes (docs/model-families.md).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from services.core.handler import Handler, HandlerContext, Task
 from services.core.imaging import whole_image_batch
 from services.core.runtime.loading import load_model
-from services.detector import centernet, nanodet
+from services.detector import centernet, nanodet, ssd, yolo
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ FAMILIES = {
     "centernet": Family(centernet.prepare, centernet.decode),
     "nanodet": Family(nanodet.prepare, nanodet.decode),
 }
+CONFIGURED = {"yolo": yolo.YoloDecoder, "ssd": ssd.BoxesDecoder}
 
 
 class DetectorHandler(Handler):
@@ -36,12 +39,18 @@ class DetectorHandler(Handler):
         self.model, self.entry = load_model(ctx, "centernet")
         preprocessing = self.entry.spec.get("preprocessing", {})
         name = preprocessing.get("family")
-        if name not in FAMILIES:
+        if name in CONFIGURED:
+            configured = CONFIGURED[name](self.entry.spec)
+            self.family = Family(configured.prepare, configured.decode)
+        elif name in FAMILIES:
+            self.family = FAMILIES[name]
+        else:
             raise ValueError(
                 f"model '{self.entry.name}' (preprocessing.family {name!r} in its model.yaml) "
-                f"is not a person detector this stage can serve; families: {sorted(FAMILIES)}"
+                "is not a person detector (nor an object detector) this stage can serve; "
+                "families: "
+                f"{sorted([*FAMILIES, *CONFIGURED])}"
             )
-        self.family = FAMILIES[name]
         self.input_name = self.entry.spec["inputs"][0]["name"]
         self.min_score = float(
             ctx.options.get("min_score", preprocessing.get("default_min_score", 0.25))

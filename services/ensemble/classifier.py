@@ -1,7 +1,9 @@
 """An image classifier stage (the ensemble's ``classifier-a`` / ``classifier-b`` roles).
 
 Preprocessing is read from the model's own model.yaml (shorter-side resize, centre crop,
-mean/std, layout), so swapping the model behind a role is a settings change.
+mean/std, colour order, layout, dtype), so swapping the model behind a role is a settings change,
+and an imported classifier (``image-classification`` family, docs/model-families.md) needs no
+code: its ``decoder`` names the output and whether it gives logits (softmax) or probabilities.
 """
 
 from __future__ import annotations
@@ -11,14 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from services.core.families import activate
 from services.core.handler import Handler, HandlerContext, Task
 from services.core.imaging import task_pixels
+from services.core.model_input import PixelFormat
 from services.core.runtime.loading import load_model
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def centre_crop(rgb: np.ndarray, shorter: int, crop: int) -> np.ndarray:
@@ -37,22 +36,26 @@ class ClassifierHandler(Handler):
         self.model, self.entry = load_model(ctx, ctx.model)
         prep = self.entry.spec["preprocessing"]
         self.shorter, self.crop = int(prep["resize_shorter"]), int(prep["crop"])
-        self.mean = np.array(prep["mean"], np.float32)
-        self.std = np.array(prep["std"], np.float32)
+        self.pixels = PixelFormat.of(self.entry.spec)
         self.labels = self.entry.spec["labels"]
         self.input_name = self.entry.spec["inputs"][0]["name"]
+        decoder = self.entry.spec.get("decoder", {})  # catalog models: one output of logits
+        self.output = decoder.get("output", self.entry.spec["outputs"][0]["name"])
+        self.activation = decoder.get("score_activation", "softmax")
 
     def preprocess(self, tasks: list[Task]) -> np.ndarray:
-        batch = []
-        for task in tasks:
-            rgb = task_pixels(task.inputs["image"])
-            pixels = centre_crop(rgb, self.shorter, self.crop).astype(np.float32)
-            batch.append(((pixels - self.mean) / self.std).transpose(2, 0, 1))
-        return np.stack(batch)
+        return np.stack(
+            [
+                self.pixels.tensor(
+                    centre_crop(task_pixels(task.inputs["image"]), self.shorter, self.crop)
+                )
+                for task in tasks
+            ]
+        )
 
     def inference(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.model.run({self.input_name: batch}).values()
-        return softmax(logits)
+        scores = self.model.run({self.input_name: batch})[self.output]
+        return activate(scores.astype(np.float32, copy=False), self.activation)
 
     def postprocess(self, outputs: np.ndarray, tasks: list[Task]) -> list[dict[str, Any]]:
         results = []

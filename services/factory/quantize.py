@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from services.core.handler import Handler, HandlerContext, Task, load_handler
+from services.core.handler import Handler, HandlerContext, Task
 from services.core.pipeline import PipelineConfig, StageSpec, load_pipelines
+from services.core.plugins import load_handler
 from services.core.runtime.repository import ModelEntry, ModelRepository
 from services.core.settings import Settings
 from services.factory.agreement import agreement
@@ -67,6 +68,7 @@ def stage_for(entry: ModelEntry, config: PipelineConfig) -> StageSpec:
     """The stage that serves this model: one whose default it is, else one of its task."""
     by_task = {
         "person-detection": "detector",
+        "object-detection": "detector",
         "pose-estimation": "pose",
         "image-classification": "classifier-a",
     }

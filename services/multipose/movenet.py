@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from services.core.coco import COCO17, Square, keypoints
+from services.core.coco import COCO17, Rect, keypoints
 from services.core.imaging import Letterbox, letterbox
 
 INPUT_SIZE = 256
@@ -43,7 +43,7 @@ def decode(output: np.ndarray, frame: Letterbox, min_score: float) -> list[dict[
             min(max(ymax, 0.0), frame.height),
         ]
         points = row[: 3 * KEYPOINTS].reshape(KEYPOINTS, 3)
-        square = Square(0.0, 0.0, frame.side)  # the model's square, in image pixels
+        square = Rect(0.0, 0.0, frame.side, frame.side)  # the model's square, image pixels
         people.append(
             {
                 "box": [round(float(v), 2) for v in box],

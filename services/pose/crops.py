@@ -1,10 +1,12 @@
-"""Top-down person crops: one padded square per person box, shared by every crop-based pose
-model (MoveNet single-pose, MediaPipe pose_landmark).
+"""Top-down person crops: one padded rectangle per person box, shared by every crop-based pose
+model (MoveNet single-pose, MediaPipe pose_landmark, the generic SimCC and heatmap families).
 
-These models expect one roughly centred person filling a square frame. The crop is 1.25x the
-box's longer side, centred on the box, zero-padded where it leaves the image (an affine warp does
-crop, pad and resize in one step); model outputs are mapped back through the same square into
-the ORIGINAL image's pixels, so clients never see model-frame coordinates.
+These models expect one roughly centred person filling their input frame. The crop is the box
+enlarged 1.25x and then widened or heightened to the input's aspect (a square for MoveNet and
+MediaPipe; 192x256 for RTMPose/HRNet-style inputs, as mmpose's top-down affine does), centred on
+the box, zero-padded where it leaves the image (an affine warp does crop, pad and resize in one
+step); model outputs are mapped back through the same rectangle into the ORIGINAL image's
+pixels, so clients never see model-frame coordinates.
 """
 
 from __future__ import annotations
@@ -15,27 +17,31 @@ from typing import Any
 import cv2
 import numpy as np
 
-from services.core.coco import Square
+from services.core.coco import Rect
 
 CROP_SCALE = 1.25
 
 
-# A model family's decoder: (model outputs, crop index in the batch, its square) -> keypoints.
-Decode = Callable[[dict[str, np.ndarray], int, Square], list[dict[str, Any]]]
+# A model family's decoder: (model outputs, crop index in the batch, its rect) -> keypoints.
+Decode = Callable[[dict[str, np.ndarray], int, Rect], list[dict[str, Any]]]
 
 
-def crop(rgb: np.ndarray, box: list[float], size: int) -> tuple[np.ndarray, Square]:
+def crop(rgb: np.ndarray, box: list[float], width: int, height: int) -> tuple[np.ndarray, Rect]:
+    """The person crop for a ``width`` x ``height`` input; for a square input this is the
+    square of 1.25x the box's longer side."""
     x1, y1, x2, y2 = box
-    side = max(x2 - x1, y2 - y1, 1.0) * CROP_SCALE
-    square = Square((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side)
-    s = size / side
-    affine = np.array([[s, 0, -square.x0 * s], [0, s, -square.y0 * s]], dtype=np.float64)
+    w, h = max(x2 - x1, 1.0) * CROP_SCALE, max(y2 - y1, 1.0) * CROP_SCALE
+    aspect = width / height
+    w, h = (w, w / aspect) if w > h * aspect else (h * aspect, h)
+    rect = Rect((x1 + x2 - w) / 2, (y1 + y2 - h) / 2, w, h)
+    sx, sy = width / w, height / h
+    affine = np.array([[sx, 0, -rect.x0 * sx], [0, sy, -rect.y0 * sy]], dtype=np.float64)
     patch = cv2.warpAffine(
         rgb,
         affine,
-        (size, size),
+        (width, height),
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=(0, 0, 0),
     )
-    return patch, square
+    return patch, rect

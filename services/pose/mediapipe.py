@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from services.core.coco import Square, keypoints
+from services.core.coco import Rect, keypoints
 from services.pose.crops import Decode
 
 
@@ -38,10 +38,10 @@ def to_coco17(landmarks: np.ndarray, coco17_from: list[int]) -> np.ndarray:
 def decoder(size: int, coco17_from: list[int]) -> Decode:
     """A decoder bound to the model's input size (landmarks come in its pixels) and mapping."""
 
-    def decode(outputs: dict[str, np.ndarray], i: int, square: Square) -> list[dict[str, Any]]:
+    def decode(outputs: dict[str, np.ndarray], i: int, region: Rect) -> list[dict[str, Any]]:
         rows = to_coco17(outputs["landmarks"][i], coco17_from)
         present = float(outputs["pose_flag"][i].reshape(-1)[0])
         scores = sigmoid(rows[:, 3]) * present
-        return keypoints(square, zip(rows[:, 0] / size, rows[:, 1] / size, scores, strict=True))
+        return keypoints(region, zip(rows[:, 0] / size, rows[:, 1] / size, scores, strict=True))
 
     return decode

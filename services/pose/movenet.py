@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from services.core.coco import Square, keypoints
+from services.core.coco import Rect, keypoints
 
 
 def prepare(patch: np.ndarray) -> np.ndarray:
     return patch.astype(np.int32)
 
 
-def decode(outputs: dict[str, np.ndarray], i: int, square: Square) -> list[dict[str, Any]]:
+def decode(outputs: dict[str, np.ndarray], i: int, region: Rect) -> list[dict[str, Any]]:
     """``outputs["keypoints"][i]``: (1, 17, 3) rows of y, x, score."""
-    return keypoints(square, ((x, y, s) for y, x, s in outputs["keypoints"][i].reshape(17, 3)))
+    return keypoints(region, ((x, y, s) for y, x, s in outputs["keypoints"][i].reshape(17, 3)))

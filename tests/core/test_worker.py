@@ -8,8 +8,8 @@ import redis
 from services.cli.redis_server import free_port, start_redis
 from services.core import keys
 from services.core.dag import DagSteps
-from services.core.handler import load_handler
 from services.core.pipeline import load_pipelines
+from services.core.plugins import load_handler
 from services.core.settings import Settings
 from services.core.worker import Worker
 from tests.jobwait import wait_terminal

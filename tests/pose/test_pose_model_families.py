@@ -4,12 +4,11 @@ gives plausible COCO-17 skeletons on the bundled photos, in the same API shape."
 import numpy as np
 import pytest
 
-from services.core.coco import COCO17
+from services.core.coco import COCO17, Rect
 from services.core.handler import HandlerContext
 from services.core.settings import get_settings
 from services.factory.catalog import BLAZEPOSE_TO_COCO17, CATALOG
 from services.pose import mediapipe
-from services.pose.crops import Square
 from services.pose.handler import PoseHandler
 from services.pose.mediapipe import to_coco17
 from tests.inprocess import assert_plausible_skeleton, keypoints, pipeline
@@ -107,7 +106,7 @@ def test_mediapipe_landmarks_map_from_crop_pixels_to_the_image_scored_by_visibil
         "pose_flag": np.array([[1.0], [0.5]], np.float32),
     }
     decode = mediapipe.decoder(256, list(BLAZEPOSE_TO_COCO17))
-    kp = {k["name"]: k for k in decode(outputs, 1, Square(100.0, 50.0, 512.0))}
+    kp = {k["name"]: k for k in decode(outputs, 1, Rect(100.0, 50.0, 512.0, 512.0))}
     assert (kp["nose"]["x"], kp["nose"]["y"]) == (356.0, 178.0)
     assert (kp["left_shoulder"]["x"], kp["left_shoulder"]["y"]) == (612.0, 562.0)
     # The graph gives visibility as a logit (MediaPipe applies the sigmoid after the model),

@@ -41,19 +41,25 @@ class ModelRepository:
         return sorted(found, key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else 0, v))
 
     def default_version(self, name: str, versions: list[str]) -> str:
-        """The newest version built from the catalog. Derived versions (``models quantize``)
-        are served only when pinned: being newest must not put an unreviewed int8 model live."""
+        """The newest version built from the catalog or imported (``models import``). Derived
+        versions (``models quantize``) are served only when pinned: being newest must not put an
+        unreviewed int8 model live."""
         for version in reversed(versions):
             spec = yaml.safe_load((self.root / name / version / "model.yaml").read_text())
             if "quantization" not in spec:
                 return version
         raise ModelNotFound(
             f"model '{name}' has only derived versions {versions} in {self.root}: pin one, or "
-            f"run `posefleet models build {name}`"
+            f"build or import an fp32 version"
         )
 
     def get(self, name: str, version: str | None = None) -> ModelEntry:
-        fix = f"run `posefleet models build {name}`"
+        # The runtime does not know the catalog (the factory does), so a model that is absent
+        # gets both ways to make it; one that is present says which way it was made.
+        fix = (
+            f"run `posefleet models build {name}` for a catalog model, or import your own: "
+            f"`posefleet models import PATH --name {name} --task TASK`"
+        )
         versions = self.versions(name)
         if not versions:
             raise ModelNotFound(f"model '{name}' is not in the repository {self.root}; {fix}")
@@ -64,6 +70,11 @@ class ModelRepository:
             )
         folder = self.root / name / version
         spec = yaml.safe_load((folder / "model.yaml").read_text())
+        fix = (
+            f"import it again (`posefleet models import … --name {name}`)"
+            if spec.get("source", {}).get("origin") == "imported"
+            else f"run `posefleet models build {name}`"
+        )
         path = folder / spec.get("file", "model.onnx")
         if not path.exists():
             raise ModelNotFound(f"{path} is missing; {fix}")

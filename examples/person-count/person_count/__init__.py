@@ -1,0 +1,1 @@
+"""A Posefleet stage plug-in: people counts from the pose stage's skeletons."""
