@@ -11,7 +11,6 @@ import time
 import uuid
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from services.core import keys
-from services.core.imaging import UndecodableImage, decode_image, sniff_image_type
+from services.core.imaging import ImageLimits, ImageRefused, decode_image, sniff_image_type
 from services.core.jobs import job_view
 from services.core.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from services.core.pipeline import PipelineSpec
@@ -37,9 +36,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or invalid API key",
         404: "unknown job or pipeline",
         409: "idempotency conflict or job already finished",
-        413: "image over the size limit",
+        413: "image over the size limit (image_too_large)",
         415: "not a JPEG, PNG or WebP image",
-        422: "undecodable image or pixel count out of bounds",
+        422: "image refused from its header or decoder, before any stage sees it "
+        "(docs/limits.md): undecodable_image, image_too_many_pixels, image_side_too_long, "
+        "image_aspect_too_extreme",
         429: "backlog over the limit",
         503: "Redis unreachable",
     }.items()
@@ -94,16 +95,13 @@ async def read_upload(request: Request, limit: int, what: str = "image") -> byte
     return data
 
 
-def _check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
+def _check_pixels(data: bytes, limits: ImageLimits) -> tuple[int, int]:
+    """Decode once, as the workers will (the limits are checked from the header first)."""
     try:
-        pixels: np.ndarray = decode_image(data)
-    except UndecodableImage:
-        raise Problem(422, "undecodable_image", "the image could not be decoded") from None
-    height, width = pixels.shape[:2]
-    if width * height > max_pixels:
-        raise Problem(
-            422, "image_too_many_pixels", f"{width}x{height} exceeds the {max_pixels}-pixel limit"
-        )
+        height, width = decode_image(data, limits).shape[:2]
+    except ImageRefused as exc:
+        status = 413 if exc.code == "image_too_large" else 422
+        raise Problem(status, exc.code, str(exc)) from None
     return width, height
 
 
@@ -181,7 +179,8 @@ async def submit_job(
     if mime is None:
         JOBS_REJECTED.labels(name, "unsupported_media_type").inc()
         raise Problem(415, "unsupported_media_type", "the body is not a JPEG, PNG or WebP image")
-    width, height = await run_in_threadpool(_check_pixels, data, gw.settings.max_image_pixels)
+    limits = ImageLimits.of(gw.settings)
+    width, height = await run_in_threadpool(_check_pixels, data, limits)
 
     idempotency, fingerprint = None, ""
     key = request.headers.get("idempotency-key")
