@@ -59,6 +59,8 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
     client = redis.Redis.from_url(settings.redis_url)
     meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.batch(batch_id)).items()}
     upload = client.get(keys.upload(batch_id))
+    if meta.get("canceled"):
+        raise BatchRefused("batch_canceled", "the batch was canceled")
     if not meta or upload is None:
         raise BatchRefused("batch_expired", "the batch's upload has expired; submit it again")
     spec = load_pipelines(settings.pipelines_file).pipelines[meta["pipeline"]]
@@ -120,6 +122,10 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
     try:
         exhausted, seen = False, 0
         while not exhausted or in_flight:
+            if client.hexists(keys.batch(batch_id), "canceled"):  # DELETE /v1/batches/{id}
+                for job_id in in_flight:
+                    steps.cancel(job_id)
+                raise BatchRefused("batch_canceled", "the batch was canceled")
             while not exhausted and len(in_flight) < settings.batch_window:
                 frame = next(frames, None)
                 if frame is None:

@@ -66,6 +66,25 @@ def batch_state(client: redis.Redis, batch_id: str) -> dict[str, Any]:
     return state
 
 
+def cancel_batch(client: redis.Redis, batch_id: str) -> str:
+    """Cancel a batch; returns ``canceled``, or the state it had already ended in. A queued
+    batch (or one waiting for a retry) is canceled in RQ; a running expansion finds the
+    record's ``canceled`` mark at its next step, cancels its frame jobs in flight and stops.
+    The upload is deleted now either way: nothing will read it again. Canceling twice is
+    canceling once."""
+    if client.hexists(keys.batch(batch_id), "canceled"):
+        return "canceled"
+    state = batch_state(client, batch_id)["status"]
+    if state in ("succeeded", "failed", "canceled", "expired"):
+        return state
+    client.hset(keys.batch(batch_id), "canceled", "1")
+    job = Job.fetch(batch_id, connection=client)
+    if job.get_status() != JobStatus.STARTED:
+        job.cancel()
+    client.delete(keys.upload(batch_id))
+    return "canceled"
+
+
 def run_control_worker(settings: Settings) -> int:
     """``posefleet control-worker``: an RQ SimpleWorker (no fork per job: batch jobs are long
     and few) with RQ's scheduler, which runs the retry intervals."""

@@ -11,12 +11,14 @@ import os
 import signal
 import time
 import tracemalloc
+import uuid
 import zipfile
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
+from rq.job import Job, JobStatus
 
 from services.control.frames import BatchRefused, Frame, RefusedFrame, zip_frames
 from services.core import keys
@@ -159,6 +161,51 @@ def test_a_batch_killed_part_way_leaves_only_expiring_keys(
     os.kill(control_worker, signal.SIGKILL)
     assert redis_client.hlen(keys.batch_results(batch_id)) < len(entries)  # killed part-way
     assert_batch_keys_expire(redis_client, batch_id)
+
+
+def test_a_queued_batch_canceled_deletes_its_upload(api, redis_client):
+    """No control worker runs: the batch is still queued when it is canceled."""
+    batch_id = submit(api, "single", zip_of({"a.png": png_zeros(8, 8)}))
+    assert redis_client.exists(keys.upload(batch_id))
+    canceled = api.delete(f"/v1/batches/{batch_id}")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    assert not redis_client.exists(keys.upload(batch_id))
+    assert api.delete(f"/v1/batches/{batch_id}").json()["status"] == "canceled"  # idempotent
+    assert_batch_keys_expire(redis_client, batch_id)
+
+
+def test_a_running_batch_canceled_stops_and_cancels_its_frames(
+    api, control_worker, measure_workers, redis_client
+):
+    entries = {f"{i:02}.png": png_zeros(16 + i, 16, rgb=True) for i in range(40)}
+    batch_id = submit(api, "slow", zip_of(entries))  # 1.5 s per model batch of 4
+    deadline = time.monotonic() + 30
+    while api.get(f"/v1/batches/{batch_id}").json()["submitted"] == 0:
+        assert time.monotonic() < deadline, "the batch never started"
+        time.sleep(0.05)  # poll for the expansion to start
+    canceled = api.delete(f"/v1/batches/{batch_id}")
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    assert not redis_client.exists(keys.upload(batch_id))
+    while Job.fetch(batch_id, connection=redis_client).get_status() == JobStatus.STARTED:
+        assert time.monotonic() < deadline + 30, "the expansion did not stop"
+        time.sleep(0.1)  # poll for the control worker's next step
+    assert redis_client.hlen(keys.batch_results(batch_id)) < len(entries)  # it stopped early
+    state = api.get(f"/v1/batches/{batch_id}").json()
+    assert state["status"] == "canceled" and state["error"] is None
+    assert api.delete(f"/v1/batches/{batch_id}").status_code == 200
+    statuses = {
+        redis_client.hget(keys.job(str(uuid.uuid5(uuid.UUID(batch_id), str(i)))), "status")
+        for i in range(state["submitted"])
+    }
+    assert b"canceled" in statuses, statuses  # the frames in flight were canceled
+    assert_batch_keys_expire(redis_client, batch_id)
+
+
+def test_a_finished_batch_cannot_be_canceled(api, control_worker, measure_workers):
+    batch_id = submit(api, "single", zip_of({"a.png": png_zeros(8, 8)}))
+    assert wait_batch(api, batch_id, timeout_s=30)[0]["status"] == "succeeded"
+    refused = api.delete(f"/v1/batches/{batch_id}")
+    assert refused.status_code == 409 and refused.json()["code"] == "batch_finished"
 
 
 def test_an_entry_is_never_inflated_past_its_declared_size():
