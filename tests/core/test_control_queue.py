@@ -51,3 +51,18 @@ def test_a_batch_that_cannot_pass_fails_at_once_with_a_message_for_users(redis_u
         "code": "batch_expired",
         "message": "the batch's upload has expired; submit it again",
     }
+
+
+def test_the_last_failed_attempt_fails_the_batch_and_deletes_its_upload(redis_url, monkeypatch):
+    client = redis.Redis.from_url(redis_url)
+    batch_id = "6f1c2a4e-0000-4000-8000-000000000003"
+    client.set(keys.upload(batch_id), b"PK\x03\x04", ex=60)
+    job = enqueue_batch(client, batch_id, Settings(redis_url=redis_url))
+    job.retries_left = 0  # as after the last retry interval
+    job.save()
+    run_burst(client, monkeypatch, f"redis://127.0.0.1:{free_port()}/0")
+    state = batch_state(client, batch_id)
+    assert state["status"] == "failed"
+    assert state["error"]["code"] == "batch_failed"
+    assert "redis" not in state["error"]["message"].lower()  # internals stay in the log
+    assert not client.exists(keys.upload(batch_id))
