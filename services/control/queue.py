@@ -66,7 +66,7 @@ def batch_state(client: redis.Redis, batch_id: str) -> dict[str, Any]:
     return state
 
 
-def cancel_batch(client: redis.Redis, batch_id: str) -> str:
+def cancel_batch(client: redis.Redis, batch_id: str, ttl_s: int) -> str:
     """Cancel a batch; returns ``canceled``, or the state it had already ended in. A queued
     batch (or one waiting for a retry) is canceled in RQ; a running expansion finds the
     record's ``canceled`` mark at its next step, cancels its frame jobs in flight and stops.
@@ -77,7 +77,10 @@ def cancel_batch(client: redis.Redis, batch_id: str) -> str:
     state = batch_state(client, batch_id)["status"]
     if state in ("succeeded", "failed", "canceled", "expired"):
         return state
-    client.hset(keys.batch(batch_id), "canceled", "1")
+    mark = client.pipeline(transaction=True)  # the record keeps a TTL even if it just expired
+    mark.hset(keys.batch(batch_id), "canceled", "1")
+    mark.expire(keys.batch(batch_id), ttl_s)
+    mark.execute()
     job = Job.fetch(batch_id, connection=client)
     if job.get_status() != JobStatus.STARTED:
         job.cancel()

@@ -133,7 +133,8 @@ async def delete_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict
     """Cancel a queued or running batch: its frame jobs still in flight are canceled and its
     upload is deleted; the result lines already written stay readable until they expire."""
     await _batch_record(gw, batch_id, caller)
-    outcome = await run_in_threadpool(cancel_batch, gw.sync_redis, batch_id)
+    ttl = gw.settings.result_ttl_s
+    outcome = await run_in_threadpool(cancel_batch, gw.sync_redis, batch_id, ttl)
     if outcome == "expired":
         raise Problem(404, "batch_not_found", f"no batch '{batch_id}' (it may have expired)")
     if outcome != "canceled":
