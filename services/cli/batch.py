@@ -46,6 +46,8 @@ def submit_batch(
             f"batch {batch['id']} ({pipeline}, {batch['kind']}): {state['status']}, "
             f"{state['done']} frames done, {state['failed']} failed"
         )
+        if state.get("error"):  # why the whole batch failed, written for users
+            output.print(f"  {state['error']['message']} ({state['error']['code']})")
         for line in results:
             where = line.get("name") or f"{line['timestamp_ms']:.0f} ms"
             found = (

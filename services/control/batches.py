@@ -5,28 +5,32 @@ frame, in frame order.
 RQ gives the control plane what it is good at: retries with back-off intervals
 (``Retry(max=3, interval=[5, 30, 120])``), job meta for progress, registries for failed and
 finished work, and result TTLs. Frame jobs are created with a per-frame idempotency key, so a
-retried batch picks up the frames it already submitted instead of submitting them twice.
+retried batch picks up the frames it already submitted instead of submitting them twice. An
+upload that cannot be expanded at all raises ``BatchRefused`` and is not retried
+(services/control/failures.py); frames come bounded from services/control/frames.py.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import tempfile
 import uuid
-import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import redis
 from rq import get_current_job
 
+from services.control.frames import (
+    BatchRefused,
+    Frame,
+    FrameSlot,
+    RefusedFrame,
+    video_frames,
+    zip_frames,
+)
 from services.core import keys
 from services.core.dag import DagSteps, Exists
-from services.core.imaging import UndecodableImage, decode_image, sniff_image_type
+from services.core.imaging import ImageLimits
 from services.core.jobs import is_terminal, job_view
 from services.core.pipeline import PipelineSpec, load_pipelines
 from services.core.settings import Settings, get_settings
@@ -49,78 +53,28 @@ def sniff_batch_type(data: bytes) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    index: int
-    timestamp_ms: float | None
-    name: str | None
-    jpeg: bytes
-    width: int
-    height: int
-
-
-def video_frames(data: bytes, stride: int, limit: int) -> Iterator[Frame]:
-    """Every ``stride``-th frame, at most ``limit``; OpenCV needs a file, so one is written."""
-    with tempfile.NamedTemporaryFile(suffix=".video") as f:
-        f.write(data)
-        f.flush()
-        capture = cv2.VideoCapture(f.name)
-        if not capture.isOpened():
-            raise ValueError("the video could not be opened")
-        try:
-            position, emitted = 0, 0
-            while emitted < limit and capture.grab():
-                if position % stride == 0:
-                    ok, bgr = capture.retrieve()
-                    if not ok:
-                        break
-                    stamp = capture.get(cv2.CAP_PROP_POS_MSEC)
-                    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-                    yield Frame(
-                        emitted, round(stamp, 1), None, jpeg.tobytes(), bgr.shape[1], bgr.shape[0]
-                    )
-                    emitted += 1
-                position += 1
-        finally:
-            capture.release()
-
-
-def zip_frames(data: bytes, limit: int) -> Iterator[Frame]:
-    """Image entries in name order; other entries are skipped, undecodable images fail."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = sorted(n for n in archive.namelist() if not n.endswith("/"))
-        index = 0
-        for name in names:
-            if index >= limit:
-                return
-            content = archive.read(name)
-            if sniff_image_type(content) is None:
-                continue
-            try:
-                pixels = decode_image(content)
-            except UndecodableImage:
-                raise ValueError(f"zip entry {name} is not a decodable image") from None
-            yield Frame(index, None, name, content, pixels.shape[1], pixels.shape[0])
-            index += 1
-
-
 def expand_batch(batch_id: str) -> dict[str, Any]:
     """The RQ job: submit every frame as an image job and collect the results in order."""
     settings = get_settings()
     client = redis.Redis.from_url(settings.redis_url)
     meta = {k.decode(): v.decode() for k, v in client.hgetall(keys.batch(batch_id)).items()}
     upload = client.get(keys.upload(batch_id))
+    if meta.get("canceled"):
+        raise BatchRefused("batch_canceled", "the batch was canceled")
     if not meta or upload is None:
-        raise LookupError(f"batch {batch_id}: its record or upload has expired")
+        raise BatchRefused("batch_expired", "the batch's upload has expired; submit it again")
     spec = load_pipelines(settings.pipelines_file).pipelines[meta["pipeline"]]
     stride, limit = int(meta["frame_stride"]), int(meta["max_frames"])
+    limits = ImageLimits.of(settings)
     frames = (
-        zip_frames(upload, limit) if meta["kind"] == "zip" else video_frames(upload, stride, limit)
+        zip_frames(upload, limit, limits, settings.max_zip_entries, settings.max_zip_inflated_bytes)
+        if meta["kind"] == "zip"
+        else video_frames(upload, stride, limit, limits)
     )
     rq_job = get_current_job()
     progress = {"total": None, "submitted": 0, "done": 0, "failed": 0}
     steps = DagSteps(client)
-    in_flight: dict[str, Frame] = {}
+    in_flight: dict[str, FrameSlot] = {}  # job id -> its frame's place, without the bytes
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.EVENTS_CHANNEL)
 
@@ -128,6 +82,14 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
         if rq_job is not None:
             rq_job.meta.update(progress)
             rq_job.save_meta()
+
+    def record(frame: FrameSlot, line: dict[str, Any]) -> None:
+        """One result line; the results hash gets its TTL with every write, so it expires
+        even when the batch fails part-way."""
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(keys.batch_results(batch_id), str(frame.index), json.dumps(line))
+        pipe.expire(keys.batch_results(batch_id), settings.result_ttl_s)
+        pipe.execute()
 
     def settle() -> None:
         """Record every in-flight frame job that has finished. Statuses are read first, and
@@ -143,38 +105,43 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
         for job_id, raw in zip(finished, pipe.execute(), strict=True):
             view = job_view(raw) if raw else {"status": "expired"}
             frame = in_flight.pop(job_id)
-            line: dict[str, Any] = {
-                "frame": frame.index,
-                "timestamp_ms": frame.timestamp_ms,
-                "job_id": job_id,
-                "status": view["status"],
-            }
-            if frame.name is not None:
-                line["name"] = frame.name
+            line = {**frame.line(), "job_id": job_id, "status": view["status"]}
             if view["status"] == "succeeded":
                 line.update(view["result"])
                 progress["done"] += 1
             else:
                 line["error"] = view.get("error")
                 progress["failed"] += 1
-            client.hset(keys.batch_results(batch_id), str(frame.index), json.dumps(line))
+            record(frame, line)
         publish_progress()
 
     try:
-        exhausted = False
+        exhausted, seen = False, 0
         while not exhausted or in_flight:
+            if client.hexists(keys.batch(batch_id), "canceled"):  # DELETE /v1/batches/{id}
+                for job_id in in_flight:
+                    steps.cancel(job_id)
+                raise BatchRefused("batch_canceled", "the batch was canceled")
             while not exhausted and len(in_flight) < settings.batch_window:
                 frame = next(frames, None)
                 if frame is None:
                     exhausted = True
-                    progress["total"] = progress["submitted"]
+                    progress["total"] = seen
                     break
-                in_flight[_submit(steps, spec, batch_id, meta["tenant"], frame, settings)] = frame
+                seen += 1
+                if isinstance(frame, RefusedFrame):  # over a limit: a failed line, no job
+                    error = {"code": frame.code, "message": frame.message}
+                    record(
+                        frame, {**frame.line(), "job_id": None, "status": "failed", "error": error}
+                    )
+                    progress["failed"] += 1
+                    continue
+                job_id = _submit(steps, spec, batch_id, meta["tenant"], frame, settings)
+                in_flight[job_id] = frame.slot()
                 progress["submitted"] += 1
             settle()
             if in_flight:
                 pubsub.get_message(timeout=1.0)  # woken by any job finishing
-        client.expire(keys.batch_results(batch_id), settings.result_ttl_s)
         client.delete(keys.upload(batch_id))
     finally:
         pubsub.close()
@@ -197,8 +164,8 @@ def _submit(
     reply = submit_image_job(
         steps,
         spec,
-        frame.jpeg,
-        ImageMeta(frame.width, frame.height, "image/jpeg", len(frame.jpeg)),
+        frame.image,
+        ImageMeta(frame.width, frame.height, frame.content_type, len(frame.image)),
         job_id=job_id,
         tenant=tenant,
         settings=settings,

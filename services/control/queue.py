@@ -6,18 +6,20 @@ import logging
 from typing import Any
 
 import redis
-from rq import Queue, Retry, SimpleWorker
+from rq import Callback, Queue, Retry, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from services.control.batches import expand_batch
+from services.control.failures import failure_error, on_batch_failure
 from services.core import keys
 from services.core.settings import Settings
 
 log = logging.getLogger("posefleet.control")
 
-# Retried by RQ with these back-off intervals (seconds) when a batch job raises or its worker
-# dies; frame jobs already submitted are found again by their idempotency keys.
+# Retried by RQ with these back-off intervals (seconds) when a batch job raises (except a
+# BatchRefused: see services/control/failures.py) or its worker dies; frame jobs already
+# submitted are found again by their idempotency keys.
 RETRY_INTERVALS = [5, 30, 120]
 BATCH_TIMEOUT_S = 6 * 3600
 
@@ -46,6 +48,7 @@ def enqueue_batch(client: redis.Redis, batch_id: str, settings: Settings) -> Job
         result_ttl=settings.result_ttl_s,
         failure_ttl=settings.result_ttl_s,
         retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+        on_failure=Callback(on_batch_failure),
         meta={"total": None, "submitted": 0, "done": 0, "failed": 0},
         description=f"expand batch {batch_id}",
     )
@@ -58,9 +61,31 @@ def batch_state(client: redis.Redis, batch_id: str) -> dict[str, Any]:
     except NoSuchJobError:
         return {"status": "expired"}
     state: dict[str, Any] = {"status": _STATES.get(job.get_status(), "running"), **job.meta}
-    if state["status"] == "failed" and job.exc_info:
-        state["error"] = {"code": "batch_failed", "message": job.exc_info.strip().splitlines()[-1]}
+    if state["status"] == "failed":
+        state["error"] = failure_error(job)
     return state
+
+
+def cancel_batch(client: redis.Redis, batch_id: str, ttl_s: int) -> str:
+    """Cancel a batch; returns ``canceled``, or the state it had already ended in. A queued
+    batch (or one waiting for a retry) is canceled in RQ; a running expansion finds the
+    record's ``canceled`` mark at its next step, cancels its frame jobs in flight and stops.
+    The upload is deleted now either way: nothing will read it again. Canceling twice is
+    canceling once."""
+    if client.hexists(keys.batch(batch_id), "canceled"):
+        return "canceled"
+    state = batch_state(client, batch_id)["status"]
+    if state in ("succeeded", "failed", "canceled", "expired"):
+        return state
+    mark = client.pipeline(transaction=True)  # the record keeps a TTL even if it just expired
+    mark.hset(keys.batch(batch_id), "canceled", "1")
+    mark.expire(keys.batch(batch_id), ttl_s)
+    mark.execute()
+    job = Job.fetch(batch_id, connection=client)
+    if job.get_status() != JobStatus.STARTED:
+        job.cancel()
+    client.delete(keys.upload(batch_id))
+    return "canceled"
 
 
 def run_control_worker(settings: Settings) -> int:

@@ -82,6 +82,24 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
     max_batch_frames: int = Field(10_000, ge=1)
     batch_window: int = Field(16, ge=1, description="frame jobs in flight per batch")
+    # Bounded decoding and bounded batches (issue 10; docs/limits.md). Checked from an image's
+    # header before any decode, by the gateway, every stage worker and every batch frame, next
+    # to max_image_bytes and max_image_pixels above.
+    # Longest side in pixels: no per-row buffer or resize along one side can run away. 16384 is
+    # WebP's own maximum and leaves room for 100-Mpx camera photos (11648x8736) and panoramas.
+    max_image_side: int = Field(16_384, ge=1)
+    # Longer side / shorter side. Stages that scale the shorter side to a fixed size (the
+    # classifiers: 224/260 px) grow a thin image by its aspect ratio; 20:1 admits panoramas.
+    max_image_aspect: float = Field(20.0, ge=1.0)
+    # Bytes a zip batch may inflate to, all entries together (from the sizes its directory
+    # declares; no entry is inflated past its declared size). Photos are already
+    # compressed, so a real archive inflates by little: 512 MiB is 2.5x the upload limit and
+    # refuses a zip bomb (1 MB inflating to 1 GiB) before one byte is inflated.
+    max_zip_inflated_bytes: int = Field(512 * 1024 * 1024, ge=1)
+    # Entries a zip batch may list (images or not): reading the directory costs ~0.6 KiB of
+    # memory per entry, so a 200 MiB upload of empty entries would cost ~1.5 GiB unchecked.
+    # Twice max_batch_frames, for archives that carry a metadata file per image (__MACOSX/).
+    max_zip_entries: int = Field(20_000, ge=1)
     api_keys: dict[str, str] = Field(default_factory=dict, description="API key -> tenant")
     # Callers whose key maps to one of these tenants are operators: they see the whole fleet
     # (stats, dead letters) and may act on it. With no API keys configured every caller is one.

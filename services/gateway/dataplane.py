@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.core import keys
 from services.core.dag import Busy, Exists
-from services.core.imaging import UndecodableImage, decode_image, sniff_image_type
+from services.core.imaging import ImageLimits, ImageRefused, decode_image, sniff_image_type
 from services.core.jobs import is_terminal, job_view
 from services.core.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from services.core.pipeline import PipelineSpec
@@ -28,26 +28,25 @@ from services.gateway.deps import Gateway
 from services.gateway.errors import Problem
 
 
-def _check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
+def _check_pixels(data: bytes, limits: ImageLimits) -> tuple[int, int]:
+    """Decode once, as the workers will (the limits are checked from the header first)."""
     try:
-        pixels = decode_image(data)
-    except UndecodableImage:
-        raise Problem(422, "undecodable_image", "the image could not be decoded") from None
-    height, width = pixels.shape[:2]
-    if width * height > max_pixels:
-        raise Problem(
-            422, "image_too_many_pixels", f"{width}x{height} exceeds the {max_pixels}-pixel limit"
-        )
+        height, width = decode_image(data, limits).shape[:2]
+    except ImageRefused as exc:
+        status = 413 if exc.code == "image_too_large" else 422
+        raise Problem(status, exc.code, str(exc)) from None
     return width, height
 
 
 async def validate_image(pipeline: str, data: bytes, settings: Settings) -> ImageMeta:
-    """415 for what is not a JPEG, PNG or WebP; 422 for what cannot or must not be decoded."""
+    """415 for what is not a JPEG, PNG or WebP; 422 (413 for bytes) for what cannot or must not
+    be decoded: the header's size is checked against the limits before any pixel is decoded."""
     mime = sniff_image_type(data)
     if mime is None:
         JOBS_REJECTED.labels(pipeline, "unsupported_media_type").inc()
         raise Problem(415, "unsupported_media_type", "the body is not a JPEG, PNG or WebP image")
-    width, height = await run_in_threadpool(_check_pixels, data, settings.max_image_pixels)
+    limits = ImageLimits.of(settings)
+    width, height = await run_in_threadpool(_check_pixels, data, limits)
     return ImageMeta(width, height, mime, len(data))
 
 

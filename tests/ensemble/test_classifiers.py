@@ -6,7 +6,7 @@ import yaml
 
 from services.core.handler import HandlerContext, Task, TaskError
 from services.core.settings import get_settings
-from services.ensemble.classifier import ClassifierHandler
+from services.ensemble.classifier import ClassifierHandler, centre_crop
 from services.ensemble.combine import CombineHandler, fuse
 from tests.inprocess import run
 
@@ -47,6 +47,18 @@ def test_export_was_checked_against_pytorch(model_root):
 def test_garbage_is_a_task_error(classifier):
     with pytest.raises(TaskError):
         classifier.preprocess([Task("j", "a", {"image": b"not an image"})])
+
+
+@pytest.mark.parametrize("shape", [(2, 50000, 3), (65500, 1, 3), (480, 1920, 3)])
+def test_centre_crop_resizes_only_a_band_of_elongated_images(shape):
+    """Beyond RESIZE_SPAN:1 only the centre band is resized (a 1x65500 image resized whole to
+    224 across would be ~10 GiB); the crop still comes from the image's centre."""
+    rgb = np.zeros(shape, np.uint8)
+    centre = (shape[0] // 2, shape[1] // 2)
+    rgb[centre] = 255  # one bright pixel at the centre
+    crop = centre_crop(rgb, 224, 224)
+    assert crop.shape == (224, 224, 3)
+    assert crop[100:124, 100:124].max() > 0  # the centre pixel lands in the crop's centre
 
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.6, 0.1, 0.3]])

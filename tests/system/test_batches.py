@@ -6,9 +6,11 @@ import time
 import zipfile
 
 import cv2
-import pytest
 
-from services.control.batches import sniff_batch_type, video_frames, zip_frames
+from services.control.batches import sniff_batch_type
+from services.control.frames import RefusedFrame, video_frames, zip_frames
+from services.core.imaging import ImageLimits
+from services.core.settings import Settings
 from tests.clirun import posefleet
 from tests.conftest import OPENCV_DATA
 
@@ -108,10 +110,12 @@ def test_frame_sources_and_sniffing():
     data = VIDEO.read_bytes()
     assert sniff_batch_type(data) == "video" and sniff_batch_type(b"PK\x03\x04") == "zip"
     assert sniff_batch_type(b"\x89PNG") is None
-    frames = list(video_frames(data, stride=100, limit=3))
+    limits = ImageLimits.of(Settings())
+    frames = list(video_frames(data, stride=100, limit=3, limits=limits))
     assert [f.index for f in frames] == [0, 1, 2] and frames[0].width == 768
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("broken.png", b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(ValueError, match=r"broken\.png is not a decodable image"):
-        list(zip_frames(buffer.getvalue(), 10))
+    (refused,) = zip_frames(buffer.getvalue(), 10, limits, max_entries=10, max_inflated=1 << 20)
+    assert isinstance(refused, RefusedFrame)
+    assert (refused.name, refused.code) == ("broken.png", "undecodable_image")

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.control.batches import sniff_batch_type
-from services.control.queue import batch_state, enqueue_batch
+from services.control.queue import batch_state, cancel_batch, enqueue_batch
 from services.core import keys
 from services.core.pipeline import PipelineSpec
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
@@ -112,19 +112,34 @@ async def get_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict[st
     state = await run_in_threadpool(batch_state, gw.sync_redis, batch_id)
     total, done, failed = state.get("total"), state.get("done", 0), state.get("failed", 0)
     finished = done + failed
+    canceled = bool(record.get("canceled"))  # DELETE said so, before the expansion stopped
     return {
         "id": batch_id,
         "pipeline": record["pipeline"],
         "kind": record["kind"],
-        "status": state["status"],
+        "status": "canceled" if canceled else state["status"],
         "total": total,
         "submitted": state.get("submitted", 0),
         "done": done,
         "failed": failed,
         "progress": None if total is None else round(finished / total, 4) if total else 1.0,
         "results_url": _links(batch_id)["results"],
-        "error": state.get("error"),
+        "error": None if canceled else state.get("error"),
     }
+
+
+@router.delete("/batches/{batch_id}", response_model=Batch)
+async def delete_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict[str, Any]:
+    """Cancel a queued or running batch: its frame jobs still in flight are canceled and its
+    upload is deleted; the result lines already written stay readable until they expire."""
+    await _batch_record(gw, batch_id, caller)
+    ttl = gw.settings.result_ttl_s
+    outcome = await run_in_threadpool(cancel_batch, gw.sync_redis, batch_id, ttl)
+    if outcome == "expired":
+        raise Problem(404, "batch_not_found", f"no batch '{batch_id}' (it may have expired)")
+    if outcome != "canceled":
+        raise Problem(409, "batch_finished", f"batch '{batch_id}' already {outcome}")
+    return await get_batch(batch_id, gw, caller)
 
 
 @router.get(

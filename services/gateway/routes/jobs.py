@@ -27,9 +27,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "missing or invalid API key",
         404: "unknown job or pipeline",
         409: "idempotency conflict or job already finished",
-        413: "image over the size limit",
+        413: "image over the size limit (image_too_large)",
         415: "not a JPEG, PNG or WebP image",
-        422: "undecodable image or pixel count out of bounds",
+        422: "image refused from its header or decoder, before any stage sees it "
+        "(docs/limits.md): undecodable_image, image_too_many_pixels, image_side_too_long, "
+        "image_aspect_too_extreme",
         429: "backlog over the limit",
         503: "Redis unreachable",
     }.items()
