@@ -11,6 +11,7 @@ STREAM_PREFIX = PREFIX + "stage:"
 EVENTS_CHANNEL = PREFIX + "events"
 STATS_STREAM = PREFIX + "stats:jobs"  # one summary per ended job, read by GET /v1/stats
 WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
+WORKERS_SEEN = PREFIX + "workers:seen"  # consumer -> seen_ms (sorted set): finds stale records
 TERMINAL = ("succeeded", "failed", "canceled", "expired")
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
-from services.core import keys
 from services.core.backlog import backlog_commands, record_backlog
+from services.core.backoff import Backoff
 from services.core.dag import DagSteps
 from services.core.handler import Handler, HandlerContext, Task, TaskError
 from services.core.metrics import (
@@ -41,6 +41,7 @@ from services.core.metrics import (
 )
 from services.core.pipeline import REQUEST_PREFIX, StageSpec, load_pipelines
 from services.core.probes import Heartbeat, ProbeServer
+from services.core.registry import Registry
 from services.core.settings import Settings, get_settings
 from services.core.streams import Delivery, StageStream
 
@@ -82,6 +83,7 @@ class Worker:
         self._visibility_ms = int(settings.visibility_timeout_s * 1000)
         self._next_claim = 0.0
         self._next_register = 0.0 if register else float("inf")
+        self.registry = Registry(client, stage.name, settings)
         self._started_ms: int | None = None
         self._stopping = stopping or threading.Event()
         self._in_flight: tuple[list[str], float] | None = None  # (entry ids, give-up time)
@@ -100,14 +102,16 @@ class Worker:
     def run(self) -> None:
         keeper = threading.Thread(target=self._keep_alive_loop, name="keepalive", daemon=True)
         keeper.start()
-        joined = False
-        backoff = 0.1
+        joined = announced = False
+        backoff = Backoff(self.settings.redis_backoff_max_s)
         while not self._stopping.is_set():
             self.heartbeat.beat()
             try:
-                if not joined:  # also retried: Redis may come up after the worker
+                if not joined:  # again after every Redis error: a restart may have lost the group
                     self.stream.ensure_group()
                     joined = True
+                if not announced:
+                    announced = True
                     log.info(
                         "worker started",
                         extra={
@@ -121,13 +125,16 @@ class Worker:
                 batch = self.collect()
                 if batch:
                     self.process(batch)
-                backoff = 0.1
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning(
-                    "redis unavailable, retrying", extra={"error": str(exc), "retry_in_s": backoff}
+                backoff.succeeded()
+            except redis.RedisError as exc:
+                # Any Redis error — full (OOM), read-only after a failover, loading after a
+                # restart, unreachable, timed out, refused (max clients) — is waited out with
+                # the model loaded; a worker that exited would come back to the same Redis.
+                joined = False
+                pause = backoff.failed(
+                    exc, log, "redis error, retrying", stage=self.stage.name, consumer=self.consumer
                 )
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                self._stopping.wait(pause)
         keeper.join(timeout=5)
         log.info("worker stopped", extra={"stage": self.stage.name, "consumer": self.consumer})
 
@@ -146,7 +153,7 @@ class Worker:
             "started_ms": self._started_ms,
             "seen_ms": now_ms,
         }
-        self.client.hset(keys.WORKERS, self.consumer, json.dumps(record))
+        self.registry.register(self.consumer, record)
 
     # -- batching ---------------------------------------------------------------------------
     def collect(self) -> list[Delivery]:
@@ -175,6 +182,10 @@ class Worker:
 
     # -- one batch ----------------------------------------------------------------------------
     def process(self, batch: list[Delivery]) -> None:
+        """Begin, run and finish one batch. A Redis error in a DAG step leaves this method with
+        the batch's unfinished tasks still pending under this consumer: nothing acks a task but
+        its own complete/fail step, so they are reclaimed after the visibility timeout and run
+        again (at-least-once; complete.lua makes a second finish change nothing)."""
         started = time.perf_counter()
         with self._keepalive([d.entry_id for d in batch]):
             pipe = self.client.pipeline(transaction=False)
@@ -373,7 +384,10 @@ class Worker:
             try:
                 self.stream.touch(entry_ids)
             except redis.RedisError as exc:
-                log.warning("keep-alive failed", extra={"error": str(exc)})
+                log.warning(
+                    "keep-alive failed",
+                    extra={"error_class": type(exc).__name__, "error": str(exc)},
+                )
 
     def refresh_backlog(self) -> None:
         """Scrape-time gauges of this worker's stage (its KEDA/Prometheus scaling signal)."""
@@ -467,7 +481,12 @@ def run_stage(stage_name: str, settings: Settings | None = None) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    workers = start_instances(spec, settings, redis.Redis.from_url(settings.redis_url), stopping)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.block_ms / 1000 + settings.redis_timeout_s,
+    )
+    workers = start_instances(spec, settings, client, stopping)
     probes = None
     if settings.metrics_port:
         probes = ProbeServer(
