@@ -66,3 +66,7 @@ PIPELINE_COMPUTE = Counter(
 NODE_POOL_COST = Gauge(
     "posefleet_node_pool_hourly_cost_dollars", "Hourly price of one node of a pool", ["pool"]
 )
+GATEWAY_WAITERS = Gauge(
+    "posefleet_gateway_waiters",
+    "Gateway requests registered for a job's completion notice (Prefer: wait, submissions)",
+)

@@ -5,8 +5,8 @@ hash ``GET /v1/stats`` reads for replica-hours — and its last registration tim
 sorted set ``pf:workers:seen``, so stale records are found with one range query instead of
 decoding every record. In the same round trip it runs ``prune.lua``: consumers of its stage's
 group with nothing pending whose process has not registered for ``dead_consumer_grace_s`` are
-removed, and records not refreshed for ``worker_registry_retention_s`` are deleted. Redis 7.0 has no per-field expiry
-(HEXPIRE is 7.4), hence the index.
+removed, and records not refreshed for ``worker_registry_retention_s`` are deleted. Redis 7.0
+has no per-field expiry (HEXPIRE is 7.4), hence the index.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def test_one_huge_header_is_refused_with_431(gateway_port):
 
 
 def test_five_thousand_headers_are_refused_with_431(gateway_port):
-    many = b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
+    many = b"X: v\r\n" * 5000  # 30 kB: under the byte limit, so only the count refuses it
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n"
     _assert_problem(*_exchange(gateway_port, request), 431, "too_many_headers")
 

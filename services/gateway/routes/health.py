@@ -28,8 +28,8 @@ async def readyz(gw: GatewayDep) -> Response:
     try:
         await gw.redis.ping()
         checks["redis"] = "ok"
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        checks["redis"] = f"unreachable: {exc}"
+    except redis.RedisError as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}: {exc}"
     checks["events"] = "ok" if gw.events.subscribed else "not subscribed"
     ready = checks["redis"] == "ok" and checks["events"] == "ok"
     return JSONResponse(
@@ -43,6 +43,6 @@ async def metrics(gw: GatewayDep) -> Response:
     """The gateway's own metrics plus every stage's backlog and dead letters, read now."""
     pipe = gw.redis.pipeline(transaction=False)
     names = backlog_commands(pipe, gw.config.stages)
-    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+    with contextlib.suppress(redis.RedisError):
         record_backlog(names, await pipe.execute())
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

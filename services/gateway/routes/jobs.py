@@ -41,7 +41,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         415: "not a JPEG, PNG or WebP image",
         422: "undecodable image or pixel count out of bounds",
         429: "backlog over the limit",
-        503: "Redis unreachable",
+        503: "job store full (store_full), busy (store_busy) or unavailable (store_unavailable)",
     }.items()
 }
 
@@ -108,7 +108,7 @@ def _check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
 
 
 async def _read_job(gw: Gateway, job_id: str, caller: str) -> dict[str, Any]:
-    raw = await gw.redis.hgetall(keys.job(job_id))
+    raw = await gw.reads.hgetall(keys.job(job_id))
     if not raw or raw.get(b"tenant", b"").decode() != caller:
         raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
     return job_view(raw)
