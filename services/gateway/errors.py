@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import MaxConnectionsError, OutOfMemoryError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.core.metrics import GATEWAY_STORE_ERRORS
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("posefleet.gateway.errors")
 
@@ -111,6 +113,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(redis.RedisError)
     async def _store_error(request: Request, exc: redis.RedisError) -> JSONResponse:
         problem = store_problem(exc)
+        GATEWAY_STORE_ERRORS.labels(problem.code).inc()
         log.warning(
             "job store error",
             extra={

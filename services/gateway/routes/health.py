@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.core.backlog import backlog_commands, record_backlog
+from services.core.redis_memory import memory_command, record_memory
 from services.gateway.deps import Gateway, gateway
 
 router = APIRouter(tags=["health"])
@@ -40,9 +41,13 @@ async def readyz(gw: GatewayDep) -> Response:
 
 @router.get("/metrics")
 async def metrics(gw: GatewayDep) -> Response:
-    """The gateway's own metrics plus every stage's backlog and dead letters, read now."""
+    """The gateway's own metrics plus every stage's backlog and dead letters and Redis's
+    memory, read now."""
     pipe = gw.redis.pipeline(transaction=False)
     names = backlog_commands(pipe, gw.config.stages)
+    memory_command(pipe)
     with contextlib.suppress(redis.RedisError):
-        record_backlog(names, await pipe.execute())
+        *backlog, memory = await pipe.execute()
+        record_backlog(names, backlog)
+        record_memory(memory)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
