@@ -203,7 +203,11 @@ class Worker:
             finish = self.client.pipeline(transaction=False)
             settled: list[_Settled] = []  # what each DAG step in ``finish`` means
             runnable: list[tuple[Delivery, Task, _Settled]] = []
+            refused: list[Exception] = []  # begin steps Redis refused (full, read-only...)
             for d, reply in zip(batch, begun, strict=True):
+                if isinstance(reply, Exception):  # left pending, reclaimed after the timeout,
+                    refused.append(reply)  # while the tasks that did begin still run now
+                    continue
                 admitted = self._admit(d, reply, finish, settled)
                 if admitted is not None:
                     runnable.append(admitted)
@@ -221,13 +225,13 @@ class Worker:
                         )
             self._observe(settled, finish.execute())
         WORKER_BUSY.labels(self.stage.name, self.pool).inc(time.perf_counter() - started)
+        if refused:
+            raise refused[0]  # the loop backs off
 
     def _admit(
         self, d: Delivery, reply: Any, finish: Any, settled: list[_Settled]
     ) -> tuple[Delivery, Task, _Settled] | None:
         """Turn a begin reply into a Task, or settle the delivery here when it must not run."""
-        if isinstance(reply, Exception):
-            raise reply
         kind = reply[0]
         if kind == b"run":
             queue_ms, age_ms = int(reply[2]), int(reply[3])

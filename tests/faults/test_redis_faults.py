@@ -23,7 +23,7 @@ from services.core.settings import Settings
 from services.core.worker import consumer_prefix
 from tests.faults.fleet import Fleet, Process, fill_to_maxmemory, fleet, free_filler
 from tests.jobwait import wait_terminal
-from tests.workers import TEST_PIPELINES, gateway_server
+from tests.workers import TEST_PIPELINES, gateway_server, make_worker
 
 pytestmark = pytest.mark.faults
 
@@ -305,3 +305,25 @@ def test_a_dead_consumer_keeps_its_tasks_until_they_are_reclaimed(private_redis,
         for view in views:
             assert view["status"] == "succeeded", view
             assert view["nodes"]["m"]["attempts"] == 2  # the killed attempt, then the reclaim
+
+
+def test_a_begin_refused_for_one_task_runs_the_others_and_keeps_it_pending(redis_client):
+    """A Redis error on one task's begin step (here WRONGTYPE; a full or read-only Redis
+    refuses some begins the same way) leaves that task pending for a later reclaim, while the
+    tasks that did begin still run: their counted attempt is not wasted."""
+    steps = DagSteps(redis_client)
+    for job_id in ("a", "b", "c"):
+        spec = CONFIG.pipelines["single"]
+        steps.create(job_id, spec, job_id.encode(), {"tenant": "t"}, ttl_s=600, deadline_s=60)
+    redis_client.delete(keys.job("b"))
+    redis_client.set(keys.job("b"), "not a job record")
+    worker = make_worker(redis_client, "measure")
+    batch = worker.collect()
+    assert [d.job_id for d in batch] == ["a", "b", "c"]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        worker.process(batch)
+    assert [status(redis_client, j) for j in ("a", "c")] == ["succeeded"] * 2
+    pending = redis_client.xpending_range(
+        keys.stream("measure"), keys.group("measure"), min="-", max="+", count=10
+    )
+    assert [p["message_id"].decode() for p in pending] == [batch[1].entry_id]
