@@ -22,7 +22,7 @@ log = logging.getLogger("posefleet.gateway.events")
 
 
 class JobEvents:
-    def __init__(self, client: aioredis.Redis, backoff_max_s: float = 5.0) -> None:
+    def __init__(self, client: aioredis.Redis, backoff_max_s: float) -> None:
         self._client = client
         self._backoff_max_s = backoff_max_s
         self._waiters: dict[str, set[asyncio.Event]] = {}
