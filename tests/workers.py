@@ -17,6 +17,7 @@ from services.core.pipeline import load_pipelines
 from services.core.settings import Settings
 from services.core.worker import Worker, start_instances
 from services.gateway.app import create_app
+from services.gateway.edge import uvicorn_options
 
 TEST_PIPELINES = Path(__file__).resolve().parent / "data" / "pipelines-test.yaml"
 
@@ -64,7 +65,12 @@ def gateway_server(settings: Settings) -> Iterator[str]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **uvicorn_options(settings),
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

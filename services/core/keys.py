@@ -13,6 +13,7 @@ EVENTS_CHANNEL = PREFIX + "events"
 # by GET /v1/stats: ``{STATS_PREFIX}{bucket s}:{start s}``, + ``:t:{tenant}`` per tenant.
 STATS_PREFIX = PREFIX + "stats:"
 WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
+WORKERS_SEEN = PREFIX + "workers:seen"  # consumer -> seen_ms (sorted set): finds stale records
 
 
 def job(job_id: str) -> str:

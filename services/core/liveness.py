@@ -6,7 +6,6 @@ Each is small and testable alone; the worker loop owns when they are called.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -15,7 +14,8 @@ from contextlib import contextmanager
 
 import redis
 
-from services.core import keys
+from services.core.registry import Registry
+from services.core.settings import Settings
 from services.core.streams import StageStream
 
 log = logging.getLogger("posefleet.worker")
@@ -92,19 +92,26 @@ class KeepAlive:
             try:
                 self.stream.touch(in_flight[0])
             except redis.RedisError as exc:
-                log.warning("keep-alive failed", extra={"error": str(exc)})
+                log.warning(
+                    "keep-alive failed",
+                    extra={"error_class": type(exc).__name__, "error": str(exc)},
+                )
 
 
 class Registration:
     """This replica's entry in the worker registry (stage, pool, lifetime), refreshed every few
     seconds on the Redis clock: GET /v1/stats turns the entries into replica-hours per pool,
-    the cost side of cost per 1000 images."""
+    the cost side of cost per 1000 images. Each refresh also prunes what dead replicas left
+    (services.core.registry), so the registry and the stage's group stay bounded."""
 
-    def __init__(self, client: redis.Redis, consumer: str, stage: str, pool: str) -> None:
+    def __init__(
+        self, client: redis.Redis, consumer: str, stage: str, pool: str, settings: Settings
+    ) -> None:
         self.client = client
         self.consumer = consumer
         self.stage = stage
         self.pool = pool
+        self.registry = Registry(client, stage, settings)
         self._started_ms: int | None = None
         self._next = 0.0
 
@@ -122,4 +129,4 @@ class Registration:
             "started_ms": self._started_ms,
             "seen_ms": now_ms,
         }
-        self.client.hset(keys.WORKERS, self.consumer, json.dumps(record))
+        self.registry.register(self.consumer, record)

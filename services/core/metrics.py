@@ -66,3 +66,20 @@ PIPELINE_COMPUTE = Counter(
 NODE_POOL_COST = Gauge(
     "posefleet_node_pool_hourly_cost_dollars", "Hourly price of one node of a pool", ["pool"]
 )
+GATEWAY_WAITERS = Gauge(
+    "posefleet_gateway_waiters",
+    "Gateway requests registered for a job's completion notice (Prefer: wait, submissions)",
+)
+GATEWAY_STORE_ERRORS = Counter(
+    "posefleet_gateway_store_errors_total",
+    "Requests answered 503 for a job-store (Redis) error: store_full, store_busy, "
+    "store_unavailable",
+    ["code"],
+)
+REDIS_MEMORY_USED = Gauge(
+    "posefleet_redis_memory_used_bytes", "Redis used_memory, read when the gateway is scraped"
+)
+REDIS_MEMORY_MAX = Gauge(
+    "posefleet_redis_memory_max_bytes",
+    "Redis maxmemory (0 = no limit), read when the gateway is scraped",
+)

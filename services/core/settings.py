@@ -120,6 +120,44 @@ class Settings(BaseSettings):
     # the round trips of a repository's many small files without opening dozens of connections
     # to a small MinIO or Ceph gateway from every starting pod.
     model_pull_concurrency: int = Field(4, ge=1, le=64)
+    # Holding at the edge: Redis failures, the gateway's connections and HTTP limits, and the
+    # registries that must stay bounded (docs/operations.md).
+    # Longest pause between a worker's retries after any Redis error (full, read-only, loading,
+    # unreachable...); retries start at 0.1 s and double. 5 s: back within seconds of recovery
+    # without hammering a Redis that is struggling.
+    redis_backoff_max_s: float = Field(5.0, gt=0)
+    # Longest a worker waits for one Redis reply (on top of its block_ms): a stalled server or
+    # a half-open connection becomes a retry instead of a hang. Well above any DAG step's time.
+    redis_timeout_s: float = Field(10.0, gt=0)
+    # Redis connections per gateway process (one is held by the job-event subscription).
+    # Requests wait for a free one rather than fail; 64 serves hundreds of concurrent requests
+    # because each holds a connection only for one command.
+    redis_max_connections: int = Field(64, ge=2)
+    # How long a gateway request waits for a free connection before 503 store_busy.
+    redis_pool_timeout_s: float = Field(5.0, gt=0)
+    # Request line + headers, in bytes, and the number of header fields: over either is 431.
+    # 32 KiB and 100 fields: twice Node's 16 KiB, Apache's field count; an API call with a key
+    # and a few headers uses well under 2 KiB.
+    http_max_header_bytes: int = Field(32 * 1024, ge=1024)
+    http_max_headers: int = Field(100, ge=8)
+    # A request's line and headers must arrive within this once the connection is ready for
+    # one (408, then closed): slowloris clients cannot hold connections open.
+    http_header_timeout_s: float = Field(10.0, gt=0)
+    # A request's whole body must arrive within this after its headers, or the connection is
+    # closed (408 if no answer has started). 120 s lets a max_upload_bytes (200 MiB) batch
+    # upload arrive at 1.7 MB/s; raise it for slower links.
+    http_body_timeout_s: float = Field(120.0, gt=0)
+    # An idle keep-alive connection is closed after this (uvicorn's default).
+    http_keep_alive_s: int = Field(5, ge=1)
+    # A consumer with no pending task, idle this long, whose process has not registered for
+    # this long is removed from its stage's group by the live workers: dead pods' consumers do
+    # not accumulate, and one holding tasks is never removed. At least three registration
+    # intervals (5 s), so a live process always counts as live; 60 s by default.
+    dead_consumer_grace_s: float = Field(60.0, ge=15)
+    # Worker registry entries (pf:workers, the replica time behind /v1/stats' cost) not
+    # refreshed for this long are deleted. 24 h: the longest /v1/stats window, so a replica
+    # that died within any window still counts. At least three registration intervals (5 s).
+    worker_registry_retention_s: float = Field(24 * 3600.0, ge=15)
 
 
 @lru_cache(maxsize=1)

@@ -88,7 +88,9 @@ class Settlement:
         self._dags: dict[bytes, dict[str, Any]] = {}
 
     def settle(self, batch: list[Delivery], execute: Execute) -> None:
-        """Begin, run (through ``execute``) and finish every delivery of the batch."""
+        """Begin, run (through ``execute``) and finish every delivery of the batch. A task whose
+        begin step Redis refused (full, read-only…) stays pending and is reclaimed later, while
+        the tasks that did begin still run now; the refusal is raised at the end."""
         pipe = self.client.pipeline(transaction=False)
         for d in batch:
             self.steps.begin(d.job_id, d.node, self.consumer, self.pool, self.max_attempts, pipe)
@@ -97,9 +99,11 @@ class Settlement:
         finish = self.client.pipeline(transaction=False)
         steps: list[_Step] = []
         runnable: list[_Runnable] = []
+        refused: list[Exception] = []
         for d, raw in zip(batch, begun, strict=True):
             if isinstance(raw, Exception):
-                raise raw
+                refused.append(raw)
+                continue
             ready = self._admit(d, parse_begin(raw), finish, steps)
             if ready is not None:
                 runnable.append(ready)
@@ -113,6 +117,8 @@ class Settlement:
                 steps.append(self._finish(ready, outcome, compute_ms, finish))
                 PIPELINE_COMPUTE.labels(ready.pipeline, self.pool).inc(share_s)
         self._observe(steps, finish.execute())
+        if refused:
+            raise refused[0]  # the worker loop backs off
 
     def _admit(self, d: Delivery, reply: Any, finish: Any, steps: list[_Step]) -> _Runnable | None:
         """A runnable task, or ``None`` when the delivery was settled here instead."""

@@ -22,6 +22,7 @@ from secrets import token_hex
 import redis
 
 from services.core.backlog import backlog_commands, record_backlog
+from services.core.backoff import Backoff
 from services.core.batching import BatchCollector
 from services.core.handler import Handler, HandlerContext, Task
 from services.core.liveness import Heartbeat, KeepAlive, Registration
@@ -72,7 +73,9 @@ class Worker:
             self.stream, settings.visibility_timeout_s, settings.batch_timeout_s, self._stopping
         )
         self.registration = (
-            Registration(client, self.consumer, stage.name, self.pool) if register else None
+            Registration(client, self.consumer, stage.name, self.pool, settings)
+            if register
+            else None
         )
         self.heartbeat = Heartbeat(settings.batch_timeout_s + settings.block_ms / 1000 + 5)
         self.backend = getattr(getattr(handler, "model", None), "backend", "none")
@@ -84,14 +87,16 @@ class Worker:
 
     def run(self) -> None:
         self.keepalive.start()
-        joined = False
-        backoff = 0.1
+        joined = announced = False
+        backoff = Backoff(self.settings.redis_backoff_max_s)
         while not self._stopping.is_set():
             self.heartbeat.beat()
             try:
-                if not joined:  # also retried: Redis may come up after the worker
+                if not joined:  # again after every Redis error: a restart may have lost the group
                     self.stream.ensure_group()
                     joined = True
+                if not announced:
+                    announced = True
                     log.info(
                         "worker started",
                         extra={
@@ -106,13 +111,16 @@ class Worker:
                 batch = self.collect()
                 if batch:
                     self.process(batch)
-                backoff = 0.1
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning(
-                    "redis unavailable, retrying", extra={"error": str(exc), "retry_in_s": backoff}
+                backoff.succeeded()
+            except redis.RedisError as exc:
+                # Any Redis error — full (OOM), read-only after a failover, loading after a
+                # restart, unreachable, timed out, refused (max clients) — is waited out with
+                # the model loaded; a worker that exited would come back to the same Redis.
+                joined = False
+                pause = backoff.failed(
+                    exc, log, "redis error, retrying", stage=self.stage.name, consumer=self.consumer
                 )
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                self._stopping.wait(pause)
         self.keepalive.join(timeout_s=5)
         log.info("worker stopped", extra={"stage": self.stage.name, "consumer": self.consumer})
 
@@ -120,7 +128,11 @@ class Worker:
         return self.collector.collect()
 
     def process(self, batch: list[Delivery]) -> None:
-        """Run one batch to the end: every task settled (completed, failed or skipped)."""
+        """Run one batch to the end: every task settled (completed, failed or skipped). A Redis
+        error in a DAG step leaves this method with the batch's unfinished tasks still pending
+        under this consumer: nothing acks a task but its own complete/fail step, so they are
+        reclaimed after the visibility timeout and run again (at-least-once; complete.lua makes
+        a second finish change nothing)."""
         started = time.perf_counter()
         with self.keepalive.holding([d.entry_id for d in batch]):
             self.settlement.settle(batch, self.execute)
@@ -218,7 +230,12 @@ def run_stage(stage_name: str, settings: Settings | None = None) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    workers = start_instances(spec, settings, redis.Redis.from_url(settings.redis_url), stopping)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.redis_timeout_s,
+        socket_timeout=settings.block_ms / 1000 + settings.redis_timeout_s,
+    )
+    workers = start_instances(spec, settings, client, stopping)
     probes = None
     if settings.metrics_port:
         probes = ProbeServer(

@@ -1,4 +1,5 @@
-"""``python -m services.gateway``: serve the API with uvicorn (``PORT``/``HOST`` from the env)."""
+"""``python -m services.gateway``: serve the API with uvicorn (``PORT``/``HOST`` from the env),
+with the edge limits (header size and count, slow-client timeouts) from settings."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import os
 import uvicorn
 
 from services.core.logs import configure_logging, uvicorn_log_config
+from services.core.settings import get_settings
 from services.gateway.app import create_app
+from services.gateway.edge import uvicorn_options
 
 
 def main() -> None:
     configure_logging("gateway")
+    settings = get_settings()
     uvicorn.run(
-        create_app(),
+        create_app(settings),
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8080")),
         log_config=uvicorn_log_config("gateway"),
         timeout_graceful_shutdown=10,
+        **uvicorn_options(settings),
     )
 
 

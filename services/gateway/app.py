@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from services.core.dag import DagSteps
@@ -14,8 +13,11 @@ from services.core.pipeline import load_pipelines
 from services.core.settings import Settings, get_settings
 from services.gateway import errors
 from services.gateway.deps import Gateway
+from services.gateway.edge import HeaderLimits
 from services.gateway.events import JobEvents
+from services.gateway.reads import SharedReads
 from services.gateway.routes import batches, docs, health, jobs, pipelines, stats
+from services.gateway.store import connect
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,15 +27,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=2, health_check_interval=30
-        )
-        events = JobEvents(client)
+        client = connect(settings)
+        events = JobEvents(client, settings.redis_backoff_max_s)
         await events.start()
         # Ready means waiters can be woken; if Redis is down, start anyway and report not ready.
         await events.wait_subscribed(timeout_s=2.0)
         sync_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
-        app.state.gateway = Gateway(settings, config, client, DagSteps(client), events, sync_client)
+        app.state.gateway = Gateway(
+            settings, config, client, DagSteps(client), events, sync_client, SharedReads(client)
+        )
         try:
             yield
         finally:
@@ -52,6 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(
+        HeaderLimits,
+        max_headers=settings.http_max_headers,
+        max_bytes=settings.http_max_header_bytes,
+    )
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(stats.router)

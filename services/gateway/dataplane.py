@@ -123,7 +123,7 @@ async def submit(
 
 async def read_job(gw: Gateway, job_id: str, caller: str) -> dict[str, Any]:
     """The job as the API shows it; another tenant's job is as absent as an expired one."""
-    raw = await gw.redis.hgetall(keys.job(job_id))
+    raw = await gw.reads.hgetall(keys.job(job_id))
     if not raw or raw.get(b"tenant", b"").decode() != caller:
         raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
     return job_view(raw)

@@ -13,6 +13,7 @@ from services.core.pipeline import PipelineConfig, PipelineSpec
 from services.core.settings import Settings
 from services.gateway.errors import Problem
 from services.gateway.events import JobEvents
+from services.gateway.reads import SharedReads
 
 
 @dataclass
@@ -24,6 +25,8 @@ class Gateway:
     events: JobEvents
     # RQ (the control plane) speaks only the sync client; used from the thread pool.
     sync_redis: redis.Redis
+    # Job records read once per burst of requests (many waiters wake at once).
+    reads: SharedReads
 
 
 def gateway(request: Request) -> Gateway:

@@ -11,16 +11,20 @@ import asyncio
 import contextlib
 import logging
 
+import redis
 import redis.asyncio as aioredis
 
 from services.core import keys
+from services.core.backoff import Backoff
+from services.core.metrics import GATEWAY_WAITERS
 
 log = logging.getLogger("posefleet.gateway.events")
 
 
 class JobEvents:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, backoff_max_s: float) -> None:
         self._client = client
+        self._backoff_max_s = backoff_max_s
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -38,9 +42,11 @@ class JobEvents:
     def watch(self, job_id: str):  # type: ignore[no-untyped-def]
         event = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(event)
+        GATEWAY_WAITERS.inc()
         try:
             yield event
         finally:
+            GATEWAY_WAITERS.dec()
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(event)
@@ -57,29 +63,26 @@ class JobEvents:
         return self.subscribed
 
     async def _listen(self) -> None:
-        backoff = 0.1
+        backoff = Backoff(self._backoff_max_s)
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(keys.EVENTS_CHANNEL)
                 self._subscribed.set()
-                backoff = 0.1
+                backoff.succeeded()
                 async for message in pubsub.listen():
                     job_id = message["data"].decode()
                     for event in self._waiters.get(job_id, ()):
                         event.set()
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            except redis.RedisError as exc:  # any of them: the subscription must come back
                 self._subscribed.clear()
                 # Wake every waiter: each re-reads its job, so none waits on a lost message.
                 for waiters in self._waiters.values():
                     for event in waiters:
                         event.set()
-                log.warning(
-                    "event subscription lost, reconnecting",
-                    extra={"error": str(exc), "retry_in_s": backoff},
+                await asyncio.sleep(
+                    backoff.failed(exc, log, "event subscription lost, reconnecting")
                 )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

@@ -47,6 +47,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.redis.enabled -}}{{ .Values.redis.passwordKey }}{{- else -}}{{ .Values.redis.external.passwordSecret.key }}{{- end -}}
 {{- end -}}
 
+{{/* A Kubernetes memory quantity ("2Gi", "1536Mi", "2G", "1073741824") in bytes. */}}
+{{- define "posefleet.memoryBytes" -}}
+{{- $quantity := toString . -}}
+{{- $units := dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $quantity -}}
+{{- $unit := trimPrefix $number $quantity -}}
+{{- if or (not $number) (not (hasKey $units $unit)) -}}
+{{- fail (printf "cannot read the memory quantity %q (use e.g. 2Gi or 1536Mi)" $quantity) -}}
+{{- end -}}
+{{- mulf $number (get $units $unit) | int64 -}}
+{{- end -}}
+
+{{/* The in-chart Redis's maxmemory in bytes: redis.maxmemory, or redis.maxmemoryPercent of
+the container's memory limit, so the two cannot drift apart. */}}
+{{- define "posefleet.redisMaxmemory" -}}
+{{- if .Values.redis.maxmemory -}}
+{{- include "posefleet.memoryBytes" .Values.redis.maxmemory -}}
+{{- else -}}
+{{- $limit := (.Values.redis.resources.limits | default dict).memory -}}
+{{- if not $limit -}}
+{{- fail "set redis.resources.limits.memory (maxmemory is derived from it) or redis.maxmemory: a Redis without maxmemory is OOM-killed when full instead of refusing writes" -}}
+{{- end -}}
+{{- divf (mulf (include "posefleet.memoryBytes" $limit) .Values.redis.maxmemoryPercent) 100 | int64 -}}
+{{- end -}}
+{{- end -}}
+
 {{/* host:port of Redis, for KEDA's redis-streams scaler. */}}
 {{- define "posefleet.redisAddress" -}}
 {{- if .Values.redis.enabled -}}

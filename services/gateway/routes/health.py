@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.core.backlog import backlog_commands, record_backlog
+from services.core.redis_memory import memory_command, record_memory
 from services.gateway.deps import Gateway, gateway, metrics_reader
 
 router = APIRouter(tags=["health"])
@@ -28,8 +29,8 @@ async def readyz(gw: GatewayDep) -> Response:
     try:
         await gw.redis.ping()
         checks["redis"] = "ok"
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        checks["redis"] = f"unreachable: {exc}"
+    except redis.RedisError as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}: {exc}"
     checks["events"] = "ok" if gw.events.subscribed else "not subscribed"
     ready = checks["redis"] == "ok" and checks["events"] == "ok"
     return JSONResponse(
@@ -40,10 +41,13 @@ async def readyz(gw: GatewayDep) -> Response:
 
 @router.get("/metrics", dependencies=[Depends(metrics_reader)])
 async def metrics(gw: GatewayDep) -> Response:
-    """The gateway's own metrics plus every stage's backlog and dead letters, read now
-    (an operator's key needed when ``POSEFLEET_PUBLIC_METRICS=false``)."""
+    """The gateway's own metrics plus every stage's backlog and dead letters and Redis's
+    memory, read now (an operator's key needed when ``POSEFLEET_PUBLIC_METRICS=false``)."""
     pipe = gw.redis.pipeline(transaction=False)
     names = backlog_commands(pipe, gw.config.stages)
-    with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-        record_backlog(names, await pipe.execute())
+    memory_command(pipe)
+    with contextlib.suppress(redis.RedisError):
+        *backlog, memory = await pipe.execute()
+        record_backlog(names, backlog)
+        record_memory(memory)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -33,7 +33,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "(docs/limits.md): undecodable_image, image_too_many_pixels, image_side_too_long, "
         "image_aspect_too_extreme",
         429: "backlog over the limit",
-        503: "Redis unreachable",
+        503: "job store full (store_full), busy (store_busy) or unavailable (store_unavailable)",
     }.items()
 }
 
