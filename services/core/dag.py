@@ -46,6 +46,7 @@ class DagSteps:
         self._complete = client.register_script(_script("complete", "stats"))
         self._fail = client.register_script(_script("fail", "stats"))
         self._cancel = client.register_script(_script("cancel"))
+        self._replay = client.register_script(_script("replay"))
 
     def create(
         self,
@@ -129,7 +130,10 @@ class DagSteps:
         error: dict[str, Any],
         dead_letter_reason: str = "",
         client: Any = None,
+        keep_input_s: int = 0,
     ) -> Any:
+        """``keep_input_s``: how long a dead-lettered job keeps its request image, so that a
+        replay can re-run a node that reads it."""
         return self._fail(
             keys=[
                 keys.job(job_id),
@@ -146,6 +150,7 @@ class DagSteps:
                 json.dumps(error),
                 keys.EVENTS_CHANNEL,
                 dead_letter_reason,
+                keep_input_s,
             ],
             client=client,
         )
@@ -153,4 +158,23 @@ class DagSteps:
     def cancel(self, job_id: str, client: Any = None) -> Any:
         return self._cancel(
             keys=[keys.job(job_id), keys.blob(job_id)], args=[keys.EVENTS_CHANNEL], client=client
+        )
+
+    def replay(
+        self,
+        stage: str,
+        entry_id: str,
+        job_id: str,
+        by: str,
+        *,
+        ttl_s: int,
+        deadline_s: float,
+        client: Any = None,
+    ) -> Any:
+        """Put the job a dead letter failed back to running (see replay.lua). Returns
+        ``[b'replayed', nodes enqueued]`` or ``[reason, detail]`` when nothing was changed."""
+        return self._replay(
+            keys=[keys.dead(stage), keys.job(job_id), keys.blob(job_id)],
+            args=[entry_id, by, keys.STREAM_PREFIX, deadline_s, ttl_s, job_id],
+            client=client,
         )

@@ -53,4 +53,6 @@ def job_view(raw: dict[bytes, bytes]) -> dict[str, Any]:
         view["result"] = json.loads(text["result"])
     if "error" in text:
         view["error"] = json.loads(text["error"])
+    if "replays" in text:  # an operator replayed a dead letter of this job (replay.lua)
+        view["replays"] = [{**r, "at": iso_ms(r["at"])} for r in json.loads(text["replays"])]
     return view

@@ -253,6 +253,7 @@ class Worker:
             error,
             dead_letter_reason=reason,
             client=finish,
+            keep_input_s=self.settings.dead_letter_keep_input_s,
         )
         return None
 
