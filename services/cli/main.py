@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.dlq import app as dlq_app
 from services.cli.pipelines import app as pipelines_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 models_app = typer.Typer(no_args_is_help=True, help="Build and inspect the model repository.")
 app.add_typer(models_app, name="models")
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True, soft_wrap=True)  # progress, status and errors
 output = Console(soft_wrap=True)  # results, so they can be piped
 

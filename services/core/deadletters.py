@@ -88,7 +88,7 @@ class Result:
     stage: str
     id: str
     job: str | None
-    outcome: str  # an Outcome for a replay; "purged" or "not_found" for a purge
+    outcome: str  # an Outcome for a replay; "purged", "kept" or "not_found" for a purge
     detail: str = ""
 
     def view(self) -> dict[str, Any]:
@@ -140,6 +140,23 @@ class DeadLetters:
             letters += [DeadLetter.parse(current, i, f) for i, f in rows]
         return letters, letters[-1].ref if len(letters) == limit else None
 
+    def select(self, refs: list[str]) -> tuple[list[DeadLetter], list[Result]]:
+        """The letters named by ``stage/id`` refs, and a ``not_found`` result for each ref that
+        names none (one round trip)."""
+        named = [_split_cursor(ref) for ref in refs]
+        for stage, _ in named:
+            self._check(stage)
+        pipe = self._client.pipeline(transaction=False)
+        for stage, entry_id in named:
+            pipe.xrange(keys.dead(stage), entry_id, entry_id)
+        found, missing = [], []
+        for (stage, entry_id), rows in zip(named, pipe.execute(), strict=True):
+            if rows:
+                found.append(DeadLetter.parse(stage, *rows[0]))
+            else:
+                missing.append(Result(stage, entry_id, None, "not_found"))
+        return found, missing
+
     def get(self, stage: str, entry_id: str) -> DeadLetter | None:
         self._check(stage)
         rows = self._client.xrange(keys.dead(stage), entry_id, entry_id) if _is_id(entry_id) else []
@@ -172,25 +189,33 @@ class DeadLetters:
 
     def purge(self, letters: list[DeadLetter], *, only_expired: bool = False) -> list[Result]:
         """Delete letters — with ``only_expired``, only those whose job has expired, which can
-        never be replayed."""
+        never be replayed; the others are ``kept``."""
+        kept: list[Result] = []
         if only_expired:
             pipe = self._client.pipeline(transaction=False)
             for letter in letters:
                 pipe.exists(keys.job(letter.job))
-            letters = [x for x, live in zip(letters, pipe.execute(), strict=True) if not live]
+            live = pipe.execute()
+            kept = [
+                Result(x.stage, x.id, x.job, "kept", "the job still exists")
+                for x, exists in zip(letters, live, strict=True)
+                if exists
+            ]
+            letters = [x for x, exists in zip(letters, live, strict=True) if not exists]
         pipe = self._client.pipeline(transaction=False)
         for letter in letters:
             pipe.xdel(keys.dead(letter.stage), letter.id)
-        return [
+        return kept + [
             Result(letter.stage, letter.id, letter.job, "purged" if deleted else "not_found")
             for letter, deleted in zip(letters, pipe.execute(), strict=True)
         ]
 
 
-def _split_cursor(cursor: str) -> tuple[str, str]:
-    stage, _, entry_id = cursor.rpartition("/")
+def _split_cursor(ref: str) -> tuple[str, str]:
+    """A cursor or a ref: ``stage/entry-id``."""
+    stage, _, entry_id = ref.rpartition("/")
     if not stage or not _is_id(entry_id):
-        raise BadCursor(f"bad cursor '{cursor}': expected STAGE/ENTRY-ID from a previous page")
+        raise BadCursor(f"bad reference '{ref}': expected STAGE/ENTRY-ID")
     return stage, entry_id
 
 

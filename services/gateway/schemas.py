@@ -157,7 +157,7 @@ class DeadLetterPage(BaseModel):
 
 
 DeadLetterOutcome = Literal[
-    "replayed", "not_found", "job_expired", "not_failed_here", "inputs_gone", "purged"
+    "replayed", "not_found", "job_expired", "not_failed_here", "inputs_gone", "purged", "kept"
 ]
 
 
@@ -167,6 +167,12 @@ class DeadLetterResult(BaseModel):
     job: str | None
     outcome: DeadLetterOutcome
     detail: str | None = None
+
+
+class DeadLetterSelection(BaseModel):
+    refs: list[str] = Field(
+        min_length=1, description="dead letters named `stage/id`, instead of a page"
+    )
 
 
 class DeadLetterBulk(BaseModel):

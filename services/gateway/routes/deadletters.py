@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from services.core.deadletters import BadCursor, DeadLetter, DeadLetters, Result, UnknownStage
@@ -21,6 +21,7 @@ from services.gateway.schemas import (
     DeadLetterDetail,
     DeadLetterPage,
     DeadLetterResult,
+    DeadLetterSelection,
 )
 
 router = APIRouter(prefix="/v1/deadletters", tags=["dead letters"])
@@ -28,12 +29,16 @@ GatewayDep = Annotated[Gateway, Depends(gateway)]
 OperatorDep = Annotated[str, Depends(operator)]
 StageQuery = Annotated[str | None, Query(description="one stage (default: every stage)")]
 AfterQuery = Annotated[str | None, Query(description="the `next` cursor of the previous page")]
-LimitQuery = Annotated[int, Query(ge=1, description="at most POSEFLEET_DEAD_LETTER_PAGE_MAX")]
+LimitQuery = Annotated[
+    int | None,
+    Query(ge=1, description="default 100, at most POSEFLEET_DEAD_LETTER_PAGE_MAX (1000)"),
+]
+_DEFAULT_LIMIT = 100
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": None, "description": desc, "content": {"application/problem+json": {}}}
     for code, desc in {
-        400: "malformed cursor or limit",
+        400: "malformed reference (stage/id, also the cursor) or limit",
         401: "missing or invalid API key",
         403: "not an operator's API key",
         404: "unknown stage or dead letter",
@@ -69,11 +74,16 @@ async def _run(gw: Gateway, work: Callable[[DeadLetters], T]) -> T:
     except UnknownStage as exc:
         raise Problem(404, "stage_not_found", str(exc)) from None
     except BadCursor as exc:
-        raise Problem(400, "bad_cursor", str(exc)) from None
+        raise Problem(400, "bad_reference", str(exc)) from None
 
 
-def _limit(gw: Gateway, limit: int) -> int:
+def _limit(gw: Gateway, limit: int | None, selection: DeadLetterSelection | None = None) -> int:
+    """The page size; also refuses a selection that names more letters than one call takes."""
     most = gw.settings.dead_letter_page_max
+    if selection is not None and len(selection.refs) > most:
+        raise Problem(400, "limit_too_large", f"name at most {most} dead letters per call")
+    if limit is None:
+        return min(_DEFAULT_LIMIT, most)
     if limit > most:
         raise Problem(400, "limit_too_large", f"limit is at most {most} per call; page with after=")
     return limit
@@ -84,6 +94,22 @@ def _one(letters: DeadLetters, stage: str, entry_id: str) -> DeadLetter:
     if letter is None:
         raise Problem(404, "dead_letter_not_found", f"no dead letter {entry_id} in stage {stage}")
     return letter
+
+
+def _choose(
+    letters: DeadLetters,
+    selection: DeadLetterSelection | None,
+    stage: str | None,
+    after: str | None,
+    limit: int,
+) -> tuple[list[DeadLetter], list[Result], str | None]:
+    """What a bulk call acts on: the letters its body names (and a result for each one that is
+    not there), or else one page."""
+    if selection is None:
+        page, next_cursor = letters.page(stage, after, limit)
+        return page, [], next_cursor
+    found, missing = letters.select(selection.refs)
+    return found, missing, None
 
 
 def _bulk(results: list[Result], next_cursor: str | None) -> dict[str, Any]:
@@ -100,7 +126,7 @@ async def list_dead_letters(
     _caller: OperatorDep,
     stage: StageQuery = None,
     after: AfterQuery = None,
-    limit: LimitQuery = 100,
+    limit: LimitQuery = None,
 ) -> dict[str, Any]:
     """Dead letters oldest first, stage by stage in name order, one page at a time."""
     limit = _limit(gw, limit)
@@ -153,18 +179,22 @@ async def replay_dead_letter(
 async def replay_dead_letters(
     gw: GatewayDep,
     caller: OperatorDep,
+    selection: Annotated[DeadLetterSelection | None, Body()] = None,
     stage: StageQuery = None,
     after: AfterQuery = None,
-    limit: LimitQuery = 100,
+    limit: LimitQuery = None,
 ) -> dict[str, Any]:
-    """Replay one page of dead letters; those that cannot be replayed stay, with the reason in
-    their result. Call again with `after=next` until `next` is null."""
-    limit = _limit(gw, limit)
+    """Replay the dead letters named in the body, or else one page of them (call again with
+    `after=next` until `next` is null). Those that cannot be replayed stay, with the reason in
+    their result."""
+    limit = _limit(gw, limit, selection)
     ttl, deadline = gw.settings.result_ttl_s, gw.settings.job_deadline_s
 
     def work(letters: DeadLetters) -> dict[str, Any]:
-        page, next_cursor = letters.page(stage, after, limit)
-        return _bulk(letters.replay(page, caller, ttl_s=ttl, deadline_s=deadline), next_cursor)
+        chosen, missing, next_cursor = _choose(letters, selection, stage, after, limit)
+        return _bulk(
+            missing + letters.replay(chosen, caller, ttl_s=ttl, deadline_s=deadline), next_cursor
+        )
 
     return await _run(gw, work)
 
@@ -186,18 +216,20 @@ async def purge_dead_letter(
 async def purge_dead_letters(
     gw: GatewayDep,
     _caller: OperatorDep,
+    selection: Annotated[DeadLetterSelection | None, Body()] = None,
     stage: StageQuery = None,
     after: AfterQuery = None,
-    limit: LimitQuery = 100,
+    limit: LimitQuery = None,
     only_expired: Annotated[
         bool, Query(description="only letters whose job has expired (never replayable)")
     ] = False,
 ) -> dict[str, Any]:
-    """Delete one page of dead letters. Call again with `after=next` until `next` is null."""
-    limit = _limit(gw, limit)
+    """Delete the dead letters named in the body, or else one page of them (call again with
+    `after=next` until `next` is null)."""
+    limit = _limit(gw, limit, selection)
 
     def work(letters: DeadLetters) -> dict[str, Any]:
-        page, next_cursor = letters.page(stage, after, limit)
-        return _bulk(letters.purge(page, only_expired=only_expired), next_cursor)
+        chosen, missing, next_cursor = _choose(letters, selection, stage, after, limit)
+        return _bulk(missing + letters.purge(chosen, only_expired=only_expired), next_cursor)
 
     return await _run(gw, work)
