@@ -50,8 +50,8 @@ def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit("usage: python -m services.cli.supervised MODULE [ARG...]")
     # Popped: a grandchild started by MODULE is not a supervised child of its own.
-    fd, grace = os.environ.pop(LIFELINE_FD_ENV, None), os.environ.pop(LIFELINE_GRACE_ENV, "20")
-    if fd is not None:
+    fd, grace = os.environ.pop(LIFELINE_FD_ENV, None), os.environ.pop(LIFELINE_GRACE_ENV, None)
+    if fd is not None and grace is not None:  # run by hand, it is a plain `python -m MODULE`
         watch_lifeline(int(fd), float(grace))
     sys.argv = list(argv)
     runpy.run_module(argv[0], run_name="__main__", alter_sys=True)

@@ -171,7 +171,7 @@ class Supervisor:
         child.pump.start()
         # Its own thread waits for the exit: end of output is no proof, since a grandchild may
         # hold the pipe open after the child died.
-        threading.Thread(target=self._wait, args=(spec.name, proc.pid), daemon=True).start()
+        threading.Thread(target=self._wait, args=(spec.name, proc), daemon=True).start()
         return child
 
     def _pump(self, child: _Child) -> None:
@@ -204,11 +204,15 @@ class Supervisor:
         )
         self._show(_NAME, "bold", self._formatter.format(record))
 
-    def _wait(self, name: str, pid: int) -> None:
+    def _wait(self, name: str, proc: subprocess.Popen[bytes]) -> None:
         # WNOWAIT leaves the child a zombie: its pid, and so its process group's id, cannot be
-        # reused until the main thread has killed what the child left in that group.
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        # reused until the main thread has killed what the child left in that group. (Where
+        # there is no waitid, as on macOS, the child is reaped here and that is not assured.)
+        if hasattr(os, "waitid"):
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        else:
+            proc.wait()
         self._exited.put(name)
 
     def _tail(self, name: str) -> str:

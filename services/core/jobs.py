@@ -2,7 +2,8 @@
 
 States: ``queued`` (created, no node started) → ``running`` (a node started) → one of
 ``succeeded``, ``failed`` (a node failed for good), ``canceled`` (DELETE), ``expired`` (the
-deadline passed before a node could run). Terminal states never change again. All timestamps
+deadline passed before a node could run). Terminal states never change again, except that an
+operator may replay the dead letter that failed a job (back to ``running``). All timestamps
 come from the Redis clock (see services/core/lua/create.lua).
 """
 

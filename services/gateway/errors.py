@@ -47,6 +47,14 @@ _TITLES = {
 }
 
 
+def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for OpenAPI: each status documented as problem+json."""
+    return {
+        status: {"model": None, "description": desc, "content": {PROBLEM_JSON: {}}}
+        for status, desc in descriptions.items()
+    }
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
     body = {
         "type": f"urn:posefleet:problem:{problem.code}",

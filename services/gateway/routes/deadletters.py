@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.core.deadletters import BadCursor, DeadLetter, DeadLetters, Result, UnknownStage
 from services.gateway.deps import Gateway, gateway, operator
-from services.gateway.errors import Problem
+from services.gateway.errors import Problem, problem_responses
 from services.gateway.schemas import (
     DeadLetterBulk,
     DeadLetterDetail,
@@ -35,17 +35,16 @@ LimitQuery = Annotated[
 ]
 _DEFAULT_LIMIT = 100
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": None, "description": desc, "content": {"application/problem+json": {}}}
-    for code, desc in {
+_ERRORS = problem_responses(
+    {
         400: "malformed reference (stage/id, also the cursor) or limit",
         401: "missing or invalid API key",
         403: "not an operator's API key",
         404: "unknown stage or dead letter",
         409: "the dead letter cannot be replayed (job expired, not failed by it, inputs gone)",
         503: "Redis unreachable",
-    }.items()
-}
+    }
+)
 # Why a single replay was refused, for operators and scripts alike.
 _REFUSALS = {
     "not_found": (404, "dead_letter_not_found", "no such dead letter (replayed or purged?)"),
