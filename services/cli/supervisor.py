@@ -225,9 +225,6 @@ class Supervisor:
     def pids(self) -> dict[str, int]:
         return {name: child.proc.pid for name, child in self._children.items()}
 
-    def restarts(self) -> dict[str, int]:
-        return {name: child.restarts for name, child in self._children.items()}
-
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every ``ready_url`` answers 200; raise with the culprit's last lines if
         one does not in time or if any child exits meanwhile (a child that cannot start is a
