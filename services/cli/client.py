@@ -12,6 +12,8 @@ import httpx
 
 from services.core.jobs import is_terminal
 
+DEFAULT_URL = "http://127.0.0.1:8080"  # `posefleet up`'s gateway
+
 
 class JobClientError(Exception):
     pass
@@ -75,11 +77,32 @@ class JobClient:
             self._json(response)
         return [json.loads(line) for line in response.text.splitlines() if line]
 
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """Any other JSON endpoint (the operator commands use it); None for a 204. Parameters
+        that are None are left out."""
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        content, headers = None, {}
+        if body is not None:
+            content, headers = json.dumps(body).encode(), {"content-type": "application/json"}
+        response = self._request(method, path, content, headers, params)
+        return None if response.status_code == 204 else self._json(response)
+
     def _request(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        params: dict[str, Any] | None = None,
     ) -> httpx.Response:
         try:
-            return self._http.request(method, path, content=body, headers=headers)
+            return self._http.request(method, path, content=body, headers=headers, params=params)
         except httpx.HTTPError as exc:
             raise JobClientError(f"{method} {self._http.base_url}{path}: {exc}") from None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -92,7 +91,8 @@ def run_local_system(
     build: bool,
 ) -> int:
     from services.cli.redis_server import start_redis
-    from services.cli.supervisor import ProcessSpec, Supervisor
+    from services.cli.supervised import supervised
+    from services.cli.supervisor import ProcessSpec, RestartPolicy, Supervisor
 
     settings = get_settings()
     ensure_port_free(host, port)
@@ -116,12 +116,15 @@ def run_local_system(
         "PORT": str(port),
         "PYTHONUNBUFFERED": "1",
     }
-    supervisor = Supervisor(console)
+    policy = RestartPolicy(
+        settings.up_restart_initial_s, settings.up_restart_max_s, settings.up_restart_stable_s
+    )
+    supervisor = Supervisor(console, settings.up_stop_grace_s, policy)
     try:
         supervisor.start(
             ProcessSpec(
                 "gateway",
-                [sys.executable, "-m", "services.gateway"],
+                supervised("services.gateway"),
                 env,
                 ready_url=f"http://{host}:{port}/readyz",
             )
@@ -130,12 +133,12 @@ def run_local_system(
         for stage in stages:
             for i in range(1, workers_per_stage + 1):
                 name = f"{stage}-{i}"
-                argv = [sys.executable, "-m", "services.cli", "worker", stage]
+                argv = supervised("services.cli", "worker", stage)
                 ports = {"POSEFLEET_METRICS_PORT": str(free_port())}  # /metrics, /healthz
                 supervisor.start(ProcessSpec(name, argv, {**env, **ports}))
                 workers[name] = (stage, supervisor.pids()[name])
         supervisor.start(
-            ProcessSpec("control-1", [sys.executable, "-m", "services.cli", "control-worker"], env)
+            ProcessSpec("control-1", supervised("services.cli", "control-worker"), env)
         )
         supervisor.wait_ready(timeout_s=60)
         with console.status("waiting for the workers to load their models"):
@@ -145,7 +148,7 @@ def run_local_system(
             f"[bold green]Posefleet is up[/bold green]: {base}  (API docs {base}/docs)\n"
             f"  curl -X POST --data-binary @photo.jpg -H 'Content-Type: image/jpeg' "
             f"-H 'Prefer: wait=10' {base}/v1/pipelines/pose/jobs\n"
-            "  Ctrl-C stops everything."
+            "  A crashed process is restarted; Ctrl-C stops everything."
         )
         return supervisor.run_until_stopped()
     finally:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.dlq import app as dlq_app
 from services.cli.models_import import models_import
 from services.cli.models_pull import models_pull
 from services.cli.pipelines import app as pipelines_app
@@ -28,6 +29,7 @@ app.add_typer(models_app, name="models")
 models_app.command("import")(models_import)
 models_app.command("pull")(models_pull)
 app.add_typer(pipelines_app, name="pipelines")
+app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True, soft_wrap=True)  # progress, status and errors
 output = Console(soft_wrap=True)  # results, so they can be piped
 

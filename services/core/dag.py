@@ -167,6 +167,20 @@ def parse_cancel(raw: bytes | str) -> Canceled:
     return Canceled()
 
 
+# -- replay.lua ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """``outcome`` is ``replayed`` (``detail``: the nodes enqueued) or why nothing changed:
+    ``not_found``, ``job_expired``, ``not_failed_here``, ``inputs_gone``."""
+
+    outcome: str
+    detail: str
+
+
+def parse_replay(raw: list[Any]) -> Replayed:
+    return Replayed(_text(raw[0]), _text(raw[1]))
+
+
 def _typed(raw: Any, parse: Callable[[Any], T], client: Any) -> T | Awaitable[T] | None:
     """A direct call's reply, decoded (awaitable with the asyncio client); nothing for a
     pipelined call, whose reply the caller decodes after executing the pipeline."""
@@ -188,6 +202,7 @@ class DagSteps:
         self._complete = client.register_script(_script("complete", "stats"))
         self._fail = client.register_script(_script("fail", "stats"))
         self._cancel = client.register_script(_script("cancel"))
+        self._replay = client.register_script(_script("replay"))
 
     def create(
         self,
@@ -275,9 +290,11 @@ class DagSteps:
         error: dict[str, Any],
         dead_letter_reason: str = "",
         client: Any = None,
+        keep_input_s: int = 0,
     ) -> Any:
         """Fail the job with ``error`` (the first failure wins), optionally dead-lettering the
-        task: a ``Settled``."""
+        task: a ``Settled``. ``keep_input_s``: how long a dead-lettered job keeps its request
+        image, so that a replay can re-run a node that reads it."""
         raw = self._fail(
             keys=[
                 keys.job(job_id),
@@ -294,6 +311,7 @@ class DagSteps:
                 json.dumps(error),
                 keys.EVENTS_CHANNEL,
                 dead_letter_reason,
+                keep_input_s,
             ],
             client=client,
         )
@@ -305,3 +323,22 @@ class DagSteps:
             keys=[keys.job(job_id), keys.blob(job_id)], args=[keys.EVENTS_CHANNEL], client=client
         )
         return _typed(raw, parse_cancel, client)
+
+    def replay(
+        self,
+        stage: str,
+        entry_id: str,
+        job_id: str,
+        by: str,
+        *,
+        ttl_s: int,
+        deadline_s: float,
+        client: Any = None,
+    ) -> Any:
+        """Put the job a dead letter failed back to running (see replay.lua): a ``Replayed``."""
+        raw = self._replay(
+            keys=[keys.dead(stage), keys.job(job_id), keys.blob(job_id)],
+            args=[entry_id, by, keys.STREAM_PREFIX, deadline_s, ttl_s, job_id],
+            client=client,
+        )
+        return _typed(raw, parse_replay, client)

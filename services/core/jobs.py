@@ -6,7 +6,8 @@ scripts and fails on any state not declared here.
 
 States: ``queued`` (created, no node started) → ``running`` (a node started) → one of
 ``succeeded``, ``failed`` (a node failed for good), ``canceled`` (DELETE), ``expired`` (the
-deadline passed before a node could run). Terminal states never change again. Node states:
+deadline passed before a node could run). Terminal states never change again, except that an
+operator may replay the dead letter that failed a job (back to ``running``). Node states:
 ``pending`` (waiting for inputs) → ``queued`` → ``running`` → ``succeeded`` | ``failed``. All
 timestamps come from the Redis clock (see services/core/lua/create.lua).
 """
@@ -112,4 +113,6 @@ def job_view(raw: dict[bytes, bytes]) -> dict[str, Any]:
         view["result"] = json.loads(text["result"])
     if "error" in text:
         view["error"] = json.loads(text["error"])
+    if "replays" in text:  # an operator replayed a dead letter of this job (replay.lua)
+        view["replays"] = [{**r, "at": iso_ms(r["at"])} for r in json.loads(text["replays"])]
     return view

@@ -158,6 +158,25 @@ class Settings(BaseSettings):
     # refreshed for this long are deleted. 24 h: the longest /v1/stats window, so a replica
     # that died within any window still counts. At least three registration intervals (5 s).
     worker_registry_retention_s: float = Field(24 * 3600.0, ge=15)
+    # Edge operations: the local supervisor (`posefleet up`) and dead-letter replay.
+    # A crashed child of `up` is restarted after up_restart_initial_s, the delay doubling with
+    # each crash in a row up to up_restart_max_s; a child that ran up_restart_stable_s before
+    # it exited starts over at the initial delay. (The kubelet's CrashLoopBackOff is 10 s
+    # doubling to 5 min, reset after 10 min: too slow to see a fix work on one machine.)
+    up_restart_initial_s: float = Field(1.0, gt=0)
+    up_restart_max_s: float = Field(30.0, gt=0)
+    up_restart_stable_s: float = Field(60.0, gt=0)
+    # How long a child of `up` may drain after SIGTERM (a worker finishes its batch, the
+    # gateway its requests) before it is SIGKILLed: on Ctrl-C, and after `up` itself was killed
+    # (each child then enforces it on itself). Above the gateway's 10 s graceful shutdown.
+    up_stop_grace_s: float = Field(20.0, gt=0)
+    # A job failed by a dead letter keeps its request image this long (never past the job's own
+    # TTL) so a replay can re-run a node that reads it; 0 drops it at once, as other failures
+    # do. Bounds the memory dead letters hold: at most the images of this window's dead jobs.
+    dead_letter_keep_input_s: int = Field(6 * 3600, ge=0)
+    # Most dead letters one list, replay or purge call handles: bounds the response size and
+    # how long one call keeps Redis busy; the CLI pages through more.
+    dead_letter_page_max: int = Field(1000, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -77,6 +77,7 @@ class Settlement:
         stage: StageSpec,
         pool: str,
         max_attempts: int,
+        keep_input_s: int = 0,
     ) -> None:
         self.client = client
         self.stream = stream
@@ -84,6 +85,9 @@ class Settlement:
         self.consumer = stream.consumer
         self.pool = pool
         self.max_attempts = max_attempts
+        # How long a dead-lettered job keeps its request image, so a replay can re-run a node
+        # that reads it (posefleet dlq replay).
+        self.keep_input_s = keep_input_s
         self.steps = DagSteps(client)
         self._dags: dict[bytes, dict[str, Any]] = {}
 
@@ -150,6 +154,7 @@ class Settlement:
             error,
             dead_letter_reason=reason,
             client=finish,
+            keep_input_s=self.keep_input_s,
         )
         return None
 

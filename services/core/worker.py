@@ -68,7 +68,14 @@ class Worker:
             block_ms=settings.block_ms,
             visibility_timeout_s=settings.visibility_timeout_s,
         )
-        self.settlement = Settlement(client, self.stream, stage, self.pool, settings.max_attempts)
+        self.settlement = Settlement(
+            client,
+            self.stream,
+            stage,
+            self.pool,
+            settings.max_attempts,
+            keep_input_s=settings.dead_letter_keep_input_s,
+        )
         self.keepalive = KeepAlive(
             self.stream, settings.visibility_timeout_s, settings.batch_timeout_s, self._stopping
         )

@@ -16,7 +16,7 @@ from services.gateway.deps import Gateway
 from services.gateway.edge import HeaderLimits
 from services.gateway.events import JobEvents
 from services.gateway.reads import SharedReads
-from services.gateway.routes import batches, docs, health, jobs, pipelines, stats
+from services.gateway.routes import batches, deadletters, docs, health, jobs, pipelines, stats
 from services.gateway.store import connect
 
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(stats.router)
+    app.include_router(deadletters.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)
     app.include_router(docs.router)

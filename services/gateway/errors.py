@@ -58,6 +58,14 @@ _TITLES = {
 }
 
 
+def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses=`` for OpenAPI: each status documented as problem+json."""
+    return {
+        status: {"model": None, "description": desc, "content": {PROBLEM_JSON: {}}}
+        for status, desc in descriptions.items()
+    }
+
+
 def problem_body(problem: Problem, instance: str | None) -> dict[str, Any]:
     body = {
         "type": f"urn:posefleet:problem:{problem.code}",

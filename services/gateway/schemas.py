@@ -46,6 +46,14 @@ class JobError(BaseModel):
     stage: str | None = None
 
 
+class JobReplay(BaseModel):
+    at: str
+    by: str = Field(description="the operator's tenant")
+    stage: str
+    node: str
+    dead_letter: str = Field(description="the id of the dead letter that was replayed")
+
+
 class Job(BaseModel):
     id: str
     pipeline: str
@@ -58,6 +66,9 @@ class Job(BaseModel):
         None, description="the pipeline's outputs, present when status is succeeded"
     )
     error: JobError | None = None
+    replays: list[JobReplay] | None = Field(
+        None, description="operators' replays of this job's dead letters, oldest first"
+    )
 
 
 class PipelineNode(BaseModel):
@@ -120,3 +131,51 @@ class Batch(BaseModel):
     progress: float | None
     results_url: str
     error: JobError | None = None
+
+
+class DeadLetter(BaseModel):
+    stage: str
+    id: str = Field(description="the entry id in the stage's dead-letter stream")
+    at: str = Field(description="when the task was given up")
+    job: str
+    node: str
+    entry: str = Field(description="the id the task had in its stage stream")
+    reason: str
+    error: JobError
+
+
+class DeadLetterDetail(DeadLetter):
+    job_status: JobStatus | None = Field(
+        description="the job's status now; null once the job has expired (it cannot be replayed)"
+    )
+
+
+class DeadLetterPage(BaseModel):
+    items: list[DeadLetter]
+    counts: dict[str, int] = Field(description="dead letters per stage, now")
+    next: str | None = Field(description="cursor of the next page (`after=`); null at the end")
+
+
+DeadLetterOutcome = Literal[
+    "replayed", "not_found", "job_expired", "not_failed_here", "inputs_gone", "purged", "kept"
+]
+
+
+class DeadLetterResult(BaseModel):
+    stage: str
+    id: str
+    job: str | None
+    outcome: DeadLetterOutcome
+    detail: str | None = None
+
+
+class DeadLetterSelection(BaseModel):
+    refs: list[str] = Field(
+        min_length=1, description="dead letters named `stage/id`, instead of a page"
+    )
+
+
+class DeadLetterBulk(BaseModel):
+    results: list[DeadLetterResult]
+    counts: dict[str, int] = Field(description="results per outcome")
+    next: str | None = Field(description="cursor to continue from (`after=`); null at the end")

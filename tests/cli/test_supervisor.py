@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,13 +42,16 @@ def supervise() -> Iterator[Callable[..., subprocess.Popen]]:
     test left running is killed at teardown, and its children die with it."""
     started: list[subprocess.Popen] = []
 
-    def run(children: str, grace: float = 5.0, **popen: object) -> subprocess.Popen:
+    def run(
+        children: str, grace: float = 5.0, policy: str = "RestartPolicy()", **popen: object
+    ) -> subprocess.Popen:
         script = textwrap.dedent(f"""
             import sys
             from rich.console import Console
-            from services.cli.supervisor import ProcessSpec, Supervisor
+            from services.cli.supervised import supervised
+            from services.cli.supervisor import ProcessSpec, RestartPolicy, Supervisor
             py = sys.executable
-            sup = Supervisor(Console(force_terminal=False, width=200), grace_s={grace})
+            sup = Supervisor(Console(force_terminal=False, width=200), {grace}, {policy})
             for spec in {children}:
                 sup.start(spec)
             sys.exit(sup.run_until_stopped())
@@ -123,22 +127,78 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(supervise):
 
 
 @pytest.mark.parametrize(
-    ("death", "status", "shown"),
+    ("death", "shown"),
     [
-        ("raise SystemExit(3)", 3, "exited with 3"),
-        ("os.kill(os.getpid(), signal.SIGKILL)", 128 + 9, "exited with -9 (SIGKILL)"),
+        ("raise SystemExit(3)", "exit=3"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "exit=-9 (SIGKILL)"),
+        ("raise SystemExit(0)", "exit=0"),  # a service is not supposed to end either
     ],
 )
-def test_a_dying_child_stops_the_others_and_sets_the_exit_status(supervise, death, status, shown):
-    crash = f"import os, signal; print('last words', flush=True); {death}"
+def test_a_crashing_child_is_restarted_with_backoff_while_the_others_keep_running(
+    supervise, death, shown
+):
+    crash = f"import os, signal; print('last words', os.getpid(), flush=True); {death}"
     proc = supervise(
-        f"[ProcessSpec('ok', [py, '-c', {POLITE!r}]), ProcessSpec('bad', [py, '-c', {crash!r}])]"
+        f"[ProcessSpec('ok', [py, '-c', {POLITE!r}]), ProcessSpec('bad', [py, '-c', {crash!r}])]",
+        policy="RestartPolicy(initial_s=0.2, max_s=0.8, stable_s=60)",
     )
-    out = proc.communicate(timeout=30)[0]
-    assert proc.returncode == status, out
-    # The child's own last lines come before the reason everything stops.
-    assert out.index("bad │ last words") < out.index(f"bad {shown}; stopping")
-    assert "ok: exited 0" in out
+    seen: list[tuple[float, str]] = []  # (when read, line), up to the 4th restart
+    while sum("child restarted" in line for _, line in seen) < 4:
+        line = proc.stdout.readline()
+        assert line, "".join(x for _, x in seen)
+        seen.append((time.monotonic(), line))
+    text = "".join(line for _, line in seen)
+    ok = child_pid(next(line for _, line in seen if "hello pid" in line))
+    pids = [child_pid(line) for _, line in seen if "bad │ last words" in line]
+    exits = [(t, line) for t, line in seen if "child exited; restarting" in line]
+    starts = [t for t, line in seen if "child restarted" in line]
+    for n, (_, line) in enumerate(exits, 1):
+        assert f"child=bad {shown}" in line and f"restarts={n} " in line, text
+    # Each crash's own last lines come before the supervisor's line about it.
+    assert text.index("bad │ last words") < text.index("child exited")
+    delays = [float(line.rsplit("next_delay_s=", 1)[1]) for _, line in exits]
+    waited = [start - t for (t, _), start in zip(exits, starts, strict=True)]
+    assert "child restarted child=bad pid=" in text
+    assert delays == [0.2, 0.4, 0.8, 0.8]  # doubling, capped at max_s
+    # Not sooner than the backoff (a little slack for when the lines were read).
+    assert all(w >= d - 0.05 for w, d in zip(waited, delays, strict=True)), (waited, delays)
+    assert len(set(pids)) == 4 and not any(alive(p) for p in pids)
+    assert alive(ok)  # the system kept running
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, rest
+    assert "ok: exited 0" in rest and "ok  │ got SIGTERM" in rest  # padded to "bad"
+
+
+def test_a_child_that_ran_stably_restarts_after_the_initial_delay_again(supervise):
+    # Each run lasts longer than stable_s: exits in a row are not a crash loop.
+    flaky = "import time; print('up', flush=True); time.sleep(0.5); raise SystemExit(1)"
+    proc = supervise(
+        f"[ProcessSpec('flaky', [py, '-c', {flaky!r}])]",
+        policy="RestartPolicy(initial_s=0.1, max_s=10, stable_s=0.3)",
+    )
+    lines = [read_until(proc, "child exited; restarting") for _ in range(3)]
+    assert [line.rsplit("next_delay_s=", 1)[1].strip() for line in lines] == ["0.1"] * 3
+    assert [f"restarts={n} " in line for n, line in enumerate(lines, 1)] == [True] * 3
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+
+
+def test_what_a_crashed_child_spawned_dies_before_it_is_restarted(supervise):
+    # The grandchild stays in the child's process group; the child then dies alone.
+    parent = (
+        "import os, signal, subprocess, sys, time\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('grandchild', g.pid, flush=True)\n"
+        "time.sleep(0.3); os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = supervise(
+        f"[ProcessSpec('parent', [py, '-c', {parent!r}])]",
+        policy="RestartPolicy(initial_s=5, max_s=5, stable_s=60)",
+    )
+    grandchild = child_pid(read_until(proc, "grandchild"))
+    read_until(proc, "child exited; restarting")
+    wait_gone(grandchild, timeout_s=2)  # killed with the group, well before the 5 s restart
 
 
 def test_children_do_not_outlive_a_sigkilled_supervisor(supervise):
@@ -147,6 +207,30 @@ def test_children_do_not_outlive_a_sigkilled_supervisor(supervise):
     proc.kill()
     proc.communicate(timeout=10)
     wait_gone(pid)
+
+
+def test_a_supervised_child_that_will_not_stop_dies_a_grace_period_after_the_supervisor(
+    supervise, tmp_path
+):
+    # It ignores PDEATHSIG's SIGTERM, and so does its grandchild, which gets no signal anyway:
+    # only the lifeline can end them.
+    (tmp_path / "stubborn.py").write_text(
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('pids', os.getpid(), g.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = supervise(f"[ProcessSpec('s', supervised('stubborn'), {env!r})]", grace=2.0)
+    child, grandchild = map(int, read_until(proc, "pids").split()[-2:])
+    proc.kill()
+    proc.communicate(timeout=10)
+    killed_at = time.monotonic()
+    assert alive(child) and alive(grandchild)  # the grace period is theirs to drain in
+    wait_gone(child, timeout_s=10)
+    wait_gone(grandchild, timeout_s=1)
+    assert time.monotonic() - killed_at > 1.5
 
 
 @pytest.fixture

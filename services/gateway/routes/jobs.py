@@ -14,15 +14,14 @@ from services.core.jobs import JobState, is_terminal
 from services.core.pipeline import PipelineSpec
 from services.gateway import dataplane
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
-from services.gateway.errors import Problem
+from services.gateway.errors import Problem, problem_responses
 from services.gateway.schemas import Job, JobAccepted
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": None, "description": desc, "content": {"application/problem+json": {}}}
-    for code, desc in {
+_ERRORS = problem_responses(
+    {
         400: "malformed request",
         401: "missing or invalid API key",
         404: "unknown job or pipeline",
@@ -34,8 +33,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "image_aspect_too_extreme",
         429: "backlog over the limit",
         503: "job store full (store_full), busy (store_busy) or unavailable (store_unavailable)",
-    }.items()
-}
+    }
+)
 
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 TenantDep = Annotated[str, Depends(tenant)]
