@@ -42,10 +42,10 @@ def job_fields(spec: PipelineSpec, extra: dict[str, str]) -> dict[str, str]:
 class DagSteps:
     def __init__(self, client: Any) -> None:
         self._create = client.register_script(_script("create"))
-        self._begin = client.register_script(_script("begin"))
-        self._complete = client.register_script(_script("complete", "stats"))
-        self._fail = client.register_script(_script("fail", "stats"))
-        self._cancel = client.register_script(_script("cancel"))
+        self._begin = client.register_script(_script("begin", "callbacks"))
+        self._complete = client.register_script(_script("complete", "stats", "callbacks"))
+        self._fail = client.register_script(_script("fail", "stats", "callbacks"))
+        self._cancel = client.register_script(_script("cancel", "callbacks"))
 
     def create(
         self,
@@ -88,7 +88,7 @@ class DagSteps:
         """Returns ``[b'run', attempts, queue_ms, job_age_ms, dag, *input values]`` or
         ``[reason, detail]``; the times are measured on the Redis clock."""
         return self._begin(
-            keys=[keys.job(job_id), keys.blob(job_id)],
+            keys=[keys.job(job_id), keys.blob(job_id), keys.CALLBACKS_STREAM],
             args=[node, worker, pool, max_attempts, keys.EVENTS_CHANNEL],
             client=client,
         )
@@ -107,7 +107,13 @@ class DagSteps:
         for field, value in outputs.items():
             pairs += [field, json.dumps(value, separators=(",", ":"), allow_nan=False)]
         return self._complete(
-            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage), keys.STATS_STREAM],
+            keys=[
+                keys.job(job_id),
+                keys.blob(job_id),
+                keys.stream(stage),
+                keys.STATS_STREAM,
+                keys.CALLBACKS_STREAM,
+            ],
             args=[
                 node,
                 round(compute_ms, 3),
@@ -137,6 +143,7 @@ class DagSteps:
                 keys.stream(stage),
                 keys.dead(stage),
                 keys.STATS_STREAM,
+                keys.CALLBACKS_STREAM,
             ],
             args=[
                 node,
@@ -152,5 +159,7 @@ class DagSteps:
 
     def cancel(self, job_id: str, client: Any = None) -> Any:
         return self._cancel(
-            keys=[keys.job(job_id), keys.blob(job_id)], args=[keys.EVENTS_CHANNEL], client=client
+            keys=[keys.job(job_id), keys.blob(job_id), keys.CALLBACKS_STREAM],
+            args=[keys.EVENTS_CHANNEL],
+            client=client,
         )

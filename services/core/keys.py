@@ -12,6 +12,10 @@ EVENTS_CHANNEL = PREFIX + "events"
 STATS_STREAM = PREFIX + "stats:jobs"  # one summary per ended job, read by GET /v1/stats
 WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
 TERMINAL = ("succeeded", "failed", "canceled", "expired")
+# Jobs that ended with a callback URL, appended by the ending DAG step; the control worker's
+# relay turns each entry into one RQ delivery job (consumer group CALLBACKS_GROUP).
+CALLBACKS_STREAM = PREFIX + "callbacks"
+CALLBACKS_GROUP = PREFIX + "callbacks"
 
 
 def job(job_id: str) -> str:
@@ -39,6 +43,7 @@ def idempotency(tenant: str, key: str) -> str:
 
 
 CONTROL_QUEUE = "posefleet-control"
+WEBHOOK_QUEUE = "posefleet-webhooks"
 
 
 def upload(batch_id: str) -> str:

@@ -46,6 +46,22 @@ class JobError(BaseModel):
     stage: str | None = None
 
 
+class WebhookAttempt(BaseModel):
+    at: str = Field(description="when the attempt started")
+    status_code: int | None = Field(None, description="the receiver's answer, if any")
+    error: str | None = Field(None, description="why the attempt failed; null when delivered")
+    duration_ms: float
+
+
+class Webhook(BaseModel):
+    url: str
+    state: Literal["pending", "delivered", "failed"]
+    delivery: str | None = Field(
+        None, description="the Posefleet-Delivery id, the same on every attempt"
+    )
+    attempts: list[WebhookAttempt]
+
+
 class Job(BaseModel):
     id: str
     pipeline: str
@@ -58,6 +74,7 @@ class Job(BaseModel):
         None, description="the pipeline's outputs, present when status is succeeded"
     )
     error: JobError | None = None
+    webhook: Webhook | None = Field(None, description="present when submitted with callback_url")
 
 
 class PipelineNode(BaseModel):
@@ -120,3 +137,4 @@ class Batch(BaseModel):
     progress: float | None
     results_url: str
     error: JobError | None = None
+    webhook: Webhook | None = Field(None, description="present when submitted with callback_url")

@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +23,7 @@ from services.core.imaging import UndecodableImage, decode_image, sniff_image_ty
 from services.core.jobs import job_view
 from services.core.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from services.core.pipeline import PipelineSpec
+from services.gateway.callbacks import CALLBACK_DESCRIPTION, check_callback_url
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem
 from services.gateway.schemas import Job, JobAccepted
@@ -39,7 +40,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         409: "idempotency conflict or job already finished",
         413: "image over the size limit",
         415: "not a JPEG, PNG or WebP image",
-        422: "undecodable image or pixel count out of bounds",
+        422: "undecodable image, pixel count out of bounds, or callback_url not allowed",
         429: "backlog over the limit",
         503: "Redis unreachable",
     }.items()
@@ -171,10 +172,15 @@ def _accepted(job_id: str, status: str, pipeline: str) -> dict[str, Any]:
     },
 )
 async def submit_job(
-    request: Request, gw: GatewayDep, caller: TenantDep, spec: SpecDep
+    request: Request,
+    gw: GatewayDep,
+    caller: TenantDep,
+    spec: SpecDep,
+    callback_url: Annotated[str | None, Query(description=CALLBACK_DESCRIPTION)] = None,
 ) -> Response:
     """Submit an image; poll the returned link, or send ``Prefer: wait=N`` to get the finished
-    job in this response when it completes within N seconds."""
+    job in this response when it completes within N seconds, or pass ``callback_url`` to have
+    it POSTed to you when it ends."""
     name = spec.name
     data = await read_upload(request, gw.settings.max_image_bytes)
     mime = sniff_image_type(data)
@@ -182,6 +188,10 @@ async def submit_job(
         JOBS_REJECTED.labels(name, "unsupported_media_type").inc()
         raise Problem(415, "unsupported_media_type", "the body is not a JPEG, PNG or WebP image")
     width, height = await run_in_threadpool(_check_pixels, data, gw.settings.max_image_pixels)
+    fields = {"tenant": caller}
+    if callback_url is not None:
+        await check_callback_url(gw.settings, caller, callback_url)
+        fields["callback"] = callback_url
 
     idempotency, fingerprint = None, ""
     key = request.headers.get("idempotency-key")
@@ -201,7 +211,7 @@ async def submit_job(
             job_id,
             spec,
             data,
-            {"tenant": caller, "image": json.dumps(image_meta)},
+            {**fields, "image": json.dumps(image_meta)},
             ttl_s=gw.settings.result_ttl_s,
             deadline_s=gw.settings.job_deadline_s,
             idempotency=idempotency,
