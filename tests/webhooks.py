@@ -122,14 +122,22 @@ class Receiver:
 
 def hosts_resolver(path: Path) -> Callable[..., Any]:
     """A ``socket.getaddrinfo`` that consults ``path`` (JSON: name -> [addresses]) first. The
-    file is read on every lookup, so a test can change what a name resolves to."""
+    file is read on every lookup, so a test can change what a name resolves to; a name given
+    ``{"rotate": [[addresses], ...]}`` answers each lookup with the next list (in this process),
+    as a rebinding DNS server does."""
     real = socket.getaddrinfo
+    lookups: dict[str, int] = {}
 
     def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         name = host.decode() if isinstance(host, bytes) else host
         listed = json.loads(path.read_text()).get(name)
         if listed is None:
             return real(host, port, *args, **kwargs)
+        if isinstance(listed, dict):
+            lookups[name] = lookups.get(name, -1) + 1
+            listed = listed["rotate"][lookups[name] % len(listed["rotate"])]
+        if not listed:  # listed with no address: the name does not exist
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [
             (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, int(port or 0), 0, 0))
             if ":" in a
