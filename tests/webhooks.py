@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -172,38 +173,45 @@ def webhook_env(redis_url: str, pipelines: Path, **settings: Any) -> dict[str, s
 @contextmanager
 def control_worker(env: dict[str, str], hosts: Path | None = None) -> Iterator[subprocess.Popen]:
     """``posefleet control-worker`` as a process, started and ready (its RQ workers and its
-    relay's consumer group registered); SIGTERM on exit, which it must survive with exit 0."""
+    relay's consumer group registered); SIGTERM on exit, which it must survive with exit 0.
+    Its logs go to a file: a pipe nobody reads would fill and block its threads."""
     code = "from services.cli.main import main; main()"
     if hosts is not None:
         code = f"from tests.webhooks import install_hosts; install_hosts({str(hosts)!r}); {code}"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "control-worker"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
     client = redis.Redis.from_url(env["POSEFLEET_REDIS_URL"])
     expected = 1 + int(env.get("POSEFLEET_WEBHOOK_WORKERS", "4"))
-    deadline = time.monotonic() + 30
-    try:
-        while Worker.count(connection=client) < expected or not client.exists(
-            keys.CALLBACKS_STREAM
-        ):
-            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-            assert time.monotonic() < deadline, "the control worker did not get ready"
-            time.sleep(0.05)  # poll interval while the process starts
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "control-worker"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")[-4000:]
+
+        deadline = time.monotonic() + 30
         try:
-            out, _ = proc.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        client.close()
-    assert proc.returncode == 0, out.decode(errors="replace")[-4000:]
+            while Worker.count(connection=client) < expected or not client.exists(
+                keys.CALLBACKS_STREAM
+            ):
+                assert proc.poll() is None, output()
+                assert time.monotonic() < deadline, "the control worker did not get ready"
+                time.sleep(0.05)  # poll interval while the process starts
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            client.close()
+        assert proc.returncode == 0, output()
 
 
 def wait_webhook(api: Any, path: str, state: str, timeout_s: float = 30) -> dict[str, Any]:
