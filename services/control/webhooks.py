@@ -152,26 +152,9 @@ def _deliver(
     body = json.dumps(payload, separators=(",", ":")).encode()
     secret = secret_for(settings, text["tenant"])
     started, at = time.monotonic(), time.time()
-    status_code, error, retryable = None, None, True
-    try:
-        if not secret:
-            raise CallbackRefused("no signing secret is configured for this tenant")
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            EVENT_HEADER: f"{kind}.finished",
-            DELIVERY_HEADER: delivery,
-            SIGNATURE_HEADER: sign(secret, body, int(at)),
-        }
-        status_code = post(webhook["url"], body, headers, settings)
-        if not 200 <= status_code < 300:
-            error = f"the receiver answered {status_code}"
-    except CallbackRefused as exc:
-        error, retryable = f"refused: {exc}", False
-    except httpx.TimeoutException:
-        error = f"timed out after {settings.webhook_timeout_s:g} s"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"
+    status_code, error, retryable = _attempt(
+        settings, webhook["url"], body, secret, f"{kind}.finished", delivery, at
+    )
     rq_job = get_current_job()
     retries_left = (rq_job.retries_left or 0) if rq_job is not None else 0
     state = "delivered" if error is None else "pending" if retryable and retries_left else "failed"
@@ -189,6 +172,32 @@ def _deliver(
     if state == "delivered" or not retryable:
         return state if retryable else "refused"
     raise DeliveryFailed(error)
+
+
+def _attempt(
+    settings: Settings, url: str, body: bytes, secret: str, event: str, delivery: str, at: float
+) -> tuple[int | None, str | None, bool]:
+    """Sign and POST ``body``: (status code, error or None, whether trying again may help)."""
+    if not secret:
+        return None, "refused: no signing secret is configured for this tenant", False
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        EVENT_HEADER: event,
+        DELIVERY_HEADER: delivery,
+        SIGNATURE_HEADER: sign(secret, body, int(at)),
+    }
+    try:
+        status_code = post(url, body, headers, settings)
+    except CallbackRefused as exc:
+        return None, f"refused: {exc}", False
+    except httpx.TimeoutException:
+        return None, f"timed out after {settings.webhook_timeout_s:g} s", True
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}", True
+    if 200 <= status_code < 300:
+        return status_code, None, True
+    return status_code, f"the receiver answered {status_code}", True
 
 
 def post(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> int:
