@@ -73,8 +73,8 @@ def worker(stage: Annotated[str, typer.Argument(help="stage name from pipelines.
 
 @app.command("control-worker")
 def control_worker() -> None:
-    """Run the control-plane worker (RQ): video/zip batch expansion."""
-    from services.control.queue import run_control_worker
+    """Run the control-plane worker (RQ): video/zip batch expansion and webhook deliveries."""
+    from services.control.worker import run_control_worker
     from services.core.logs import configure_logging
     from services.core.settings import get_settings
 

@@ -217,8 +217,8 @@ class Supervisor:
 
     def _tail(self, name: str) -> str:
         child = self._children[name]
-        if child.proc.poll() is not None:  # its last lines are the useful ones
-            child.pump.join(timeout=1.0)
+        if child.proc.poll() is not None:  # its last lines are the useful ones: read to EOF,
+            child.pump.join(timeout=5.0)  # bounded, as a grandchild may hold the pipe open
         with self._tail_lock:
             return "\n".join(child.tail)
 

@@ -1,21 +1,19 @@
-"""The control-plane queue (RQ): enqueue batch expansions, read their state, run the worker."""
+"""The control-plane queue (RQ): enqueue batch expansions, read their state and view."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import redis
-from rq import Callback, Queue, Retry, SimpleWorker
+from rq import Callback, Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from services.control.batches import expand_batch
 from services.control.failures import failure_error, on_batch_failure
 from services.core import keys
+from services.core.jobs import webhook_view
 from services.core.settings import Settings
-
-log = logging.getLogger("posefleet.control")
 
 # Retried by RQ with these back-off intervals (seconds) when a batch job raises (except a
 # BatchRefused: see services/control/failures.py) or its worker dies; frame jobs already
@@ -88,11 +86,25 @@ def cancel_batch(client: redis.Redis, batch_id: str, ttl_s: int) -> str:
     return "canceled"
 
 
-def run_control_worker(settings: Settings) -> int:
-    """``posefleet control-worker``: an RQ SimpleWorker (no fork per job: batch jobs are long
-    and few) with RQ's scheduler, which runs the retry intervals."""
-    client = redis.Redis.from_url(settings.redis_url)
-    worker = SimpleWorker([control_queue(client)], connection=client)
-    log.info("control worker started", extra={"queue": keys.CONTROL_QUEUE})
-    worker.work(with_scheduler=True, logging_level="WARNING")
-    return 0
+def batch_view(batch_id: str, record: dict[str, str], state: dict[str, Any]) -> dict[str, Any]:
+    """A batch as ``GET /v1/batches/{id}`` shows it (and its webhook sends it): the record
+    (pipeline, kind, callback) with the RQ job's status and progress."""
+    total, done, failed = state.get("total"), state.get("done", 0), state.get("failed", 0)
+    finished = done + failed
+    canceled = bool(record.get("canceled"))  # DELETE said so, before the expansion stopped
+    view = {
+        "id": batch_id,
+        "pipeline": record["pipeline"],
+        "kind": record["kind"],
+        "status": "canceled" if canceled else state["status"],
+        "total": total,
+        "submitted": state.get("submitted", 0),
+        "done": done,
+        "failed": failed,
+        "progress": None if total is None else round(finished / total, 4) if total else 1.0,
+        "results_url": f"/v1/batches/{batch_id}/results",
+        "error": None if canceled else state.get("error"),
+    }
+    if "callback" in record:
+        view["webhook"] = webhook_view(record)
+    return view

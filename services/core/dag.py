@@ -198,10 +198,10 @@ def _typed(raw: Any, parse: Callable[[Any], T], client: Any) -> T | Awaitable[T]
 class DagSteps:
     def __init__(self, client: Any) -> None:
         self._create = client.register_script(_script("create"))
-        self._begin = client.register_script(_script("begin"))
-        self._complete = client.register_script(_script("complete", "stats"))
-        self._fail = client.register_script(_script("fail", "stats"))
-        self._cancel = client.register_script(_script("cancel"))
+        self._begin = client.register_script(_script("begin", "callbacks"))
+        self._complete = client.register_script(_script("complete", "stats", "callbacks"))
+        self._fail = client.register_script(_script("fail", "stats", "callbacks"))
+        self._cancel = client.register_script(_script("cancel", "callbacks"))
         self._replay = client.register_script(_script("replay"))
 
     def create(
@@ -245,7 +245,7 @@ class DagSteps:
     ) -> Any:
         """Start a task: a ``BeginReply``."""
         raw = self._begin(
-            keys=[keys.job(job_id), keys.blob(job_id)],
+            keys=[keys.job(job_id), keys.blob(job_id), keys.CALLBACKS_STREAM],
             args=[node, worker, pool, max_attempts, keys.EVENTS_CHANNEL],
             client=client,
         )
@@ -267,7 +267,13 @@ class DagSteps:
         for field, value in outputs.items():
             pairs += [field, json.dumps(value, separators=(",", ":"), allow_nan=False)]
         raw = self._complete(
-            keys=[keys.job(job_id), keys.blob(job_id), keys.stream(stage), keys.STATS_PREFIX],
+            keys=[
+                keys.job(job_id),
+                keys.blob(job_id),
+                keys.stream(stage),
+                keys.STATS_PREFIX,
+                keys.CALLBACKS_STREAM,
+            ],
             args=[
                 node,
                 round(compute_ms, 3),
@@ -302,6 +308,7 @@ class DagSteps:
                 keys.stream(stage),
                 keys.dead(stage),
                 keys.STATS_PREFIX,
+                keys.CALLBACKS_STREAM,
             ],
             args=[
                 node,
@@ -320,7 +327,9 @@ class DagSteps:
     def cancel(self, job_id: str, client: Any = None) -> Any:
         """Cancel a job that has not ended: a ``Canceled``."""
         raw = self._cancel(
-            keys=[keys.job(job_id), keys.blob(job_id)], args=[keys.EVENTS_CHANNEL], client=client
+            keys=[keys.job(job_id), keys.blob(job_id), keys.CALLBACKS_STREAM],
+            args=[keys.EVENTS_CHANNEL],
+            client=client,
         )
         return _typed(raw, parse_cancel, client)
 

@@ -115,4 +115,19 @@ def job_view(raw: dict[bytes, bytes]) -> dict[str, Any]:
         view["error"] = json.loads(text["error"])
     if "replays" in text:  # an operator replayed a dead letter of this job (replay.lua)
         view["replays"] = [{**r, "at": iso_ms(r["at"])} for r in json.loads(text["replays"])]
+    if "callback" in text:
+        view["webhook"] = webhook_view(text)
     return view
+
+
+def webhook_view(text: dict[str, str]) -> dict[str, Any]:
+    """A record's callback and its delivery (jobs and batches alike): ``pending`` until the
+    receiver accepts it (``delivered``) or the attempts run out (``failed``); every attempt is
+    listed. ``delivery`` is the id sent as ``Posefleet-Delivery``, known once one is queued."""
+    state = json.loads(text.get("webhook", '{"state": "pending"}'))
+    return {
+        "url": text["callback"],
+        "state": state["state"],
+        "delivery": state.get("delivery"),
+        "attempts": state.get("attempts", []),
+    }

@@ -14,6 +14,10 @@ EVENTS_CHANNEL = PREFIX + "events"
 STATS_PREFIX = PREFIX + "stats:"
 WORKERS = PREFIX + "workers"  # consumer -> {stage, pool, started_ms, seen_ms}, for replica time
 WORKERS_SEEN = PREFIX + "workers:seen"  # consumer -> seen_ms (sorted set): finds stale records
+# Jobs that ended with a callback URL, appended by the ending DAG step; the control worker's
+# relay turns each entry into one RQ delivery job (consumer group CALLBACKS_GROUP).
+CALLBACKS_STREAM = PREFIX + "callbacks"
+CALLBACKS_GROUP = PREFIX + "callbacks"
 
 
 def job(job_id: str) -> str:
@@ -47,6 +51,7 @@ def idempotency(tenant: str, key: str) -> str:
 
 
 CONTROL_QUEUE = "posefleet-control"
+WEBHOOK_QUEUE = "posefleet-webhooks"
 
 
 def upload(batch_id: str) -> str:

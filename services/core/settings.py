@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CACHE = Path.home() / ".cache" / "posefleet"
@@ -177,6 +177,43 @@ class Settings(BaseSettings):
     # Most dead letters one list, replay or purge call handles: bounds the response size and
     # how long one call keeps Redis busy; the CLI pages through more.
     dead_letter_page_max: int = Field(1000, ge=1)
+    # Webhooks: a job's or batch's callback_url, delivered by the control worker
+    # (services/control/webhooks.py; docs/webhooks.md).
+    # HMAC-SHA256 signing secret, with per-tenant overrides. No secret for a tenant = webhooks
+    # off for it: its callback_url is refused (422) rather than delivered unsigned.
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_tenant_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # Schemes a public host may be called with: https only, so results never travel in clear.
+    webhook_schemes: list[Literal["http", "https"]] = Field(default_factory=lambda: ["https"])
+    # When set, callback hosts must be one of these ("hooks.example.com", or "*.example.com"
+    # for its subdomains); empty allows any host that resolves to public addresses only.
+    webhook_hosts: list[str] = Field(default_factory=list)
+    # Hosts exempt from the address checks (may resolve to loopback/private addresses and use
+    # http): receivers inside your own network. Empty: nothing internal is reachable.
+    webhook_trusted_hosts: list[str] = Field(default_factory=list)
+    # Networks never called, beyond the always-refused loopback, private, link-local (the
+    # metadata service), multicast, unspecified and non-global ranges: the cluster's pod and
+    # service CIDRs when they are publicly routable. Empty: default CIDRs are private already.
+    webhook_denied_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Attempts per delivery (the first included) and RQ's back-off between them, in seconds
+    # (the last interval repeats): 6 attempts over ~2.6 h rides out a receiver's deploy or outage.
+    webhook_max_attempts: int = Field(6, ge=1)
+    webhook_retry_intervals_s: list[int] = Field(
+        default_factory=lambda: [10, 60, 300, 1800, 7200], min_length=1
+    )
+    # One attempt's limit (connect + send + response): a slow receiver holds a delivery
+    # thread this long at most.
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    # Response bytes read (raw, never decompressed) before the connection is closed: only the
+    # status code matters, so a receiver cannot make the worker buffer an unbounded body.
+    webhook_max_response_bytes: int = Field(64 * 1024, ge=0)
+    webhook_max_url_length: int = Field(2048, ge=16)
+    # Extra CA certificates (PEM) trusted for https receivers, e.g. an internal CA; the
+    # public roots (certifi) stay trusted.
+    webhook_ca_bundle: Path | None = None
+    # Delivery threads in each control worker: deliveries in parallel, so one slow receiver
+    # does not hold up the others, and none waits behind a long batch expansion.
+    webhook_workers: int = Field(4, ge=1)
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,7 @@ from services.core.metrics import JOBS_REJECTED, JOBS_SUBMITTED
 from services.core.pipeline import PipelineSpec
 from services.core.settings import Settings
 from services.core.submit import ImageMeta, image_fingerprint, submit_image_job
+from services.gateway.callbacks import check_callback_url
 from services.gateway.deps import Gateway
 from services.gateway.errors import Problem
 
@@ -69,13 +70,19 @@ async def submit(
     *,
     idempotency_key: str | None = None,
     wait_s: float | None = None,
+    callback_url: str | None = None,
 ) -> Submitted:
     """Validate, create the job (admission control inside the same atomic step) and, with
     ``wait_s``, wait for it to end. 429 when a root stage's backlog is full; 409 when the
-    idempotency key was used with another image or pipeline."""
+    idempotency key was used with another image or pipeline; 422 when the fleet must not call
+    ``callback_url`` (it is POSTed the job when it ends)."""
     if idempotency_key is not None and len(idempotency_key) > 255:
         raise Problem(400, "bad_idempotency_key", "Idempotency-Key is limited to 255 chars")
     meta = await validate_image(spec.name, data, gw.settings)
+    extra = {}
+    if callback_url is not None:
+        await check_callback_url(gw.settings, caller, callback_url)
+        extra["callback"] = callback_url
     job_id = str(uuid.uuid4())
     deadline = time.monotonic() + (wait_s or 0.0)
     # Watching before the job exists: its completion cannot be missed, and a waiting submit
@@ -90,6 +97,7 @@ async def submit(
             tenant=caller,
             settings=gw.settings,
             idempotency_key=idempotency_key,
+            extra=extra,
             max_backlog=gw.settings.max_backlog,
         )
         if isinstance(reply, Busy):

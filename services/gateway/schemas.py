@@ -54,6 +54,22 @@ class JobReplay(BaseModel):
     dead_letter: str = Field(description="the id of the dead letter that was replayed")
 
 
+class WebhookAttempt(BaseModel):
+    at: str = Field(description="when the attempt started")
+    status_code: int | None = Field(None, description="the receiver's answer, if any")
+    error: str | None = Field(None, description="why the attempt failed; null when delivered")
+    duration_ms: float
+
+
+class Webhook(BaseModel):
+    url: str
+    state: Literal["pending", "delivered", "failed"]
+    delivery: str | None = Field(
+        None, description="the Posefleet-Delivery id, the same on every attempt"
+    )
+    attempts: list[WebhookAttempt]
+
+
 class Job(BaseModel):
     id: str
     pipeline: str
@@ -69,6 +85,7 @@ class Job(BaseModel):
     replays: list[JobReplay] | None = Field(
         None, description="operators' replays of this job's dead letters, oldest first"
     )
+    webhook: Webhook | None = Field(None, description="present when submitted with callback_url")
 
 
 class PipelineNode(BaseModel):
@@ -131,6 +148,7 @@ class Batch(BaseModel):
     progress: float | None
     results_url: str
     error: JobError | None = None
+    webhook: Webhook | None = Field(None, description="present when submitted with callback_url")
 
 
 class DeadLetter(BaseModel):
@@ -179,3 +197,4 @@ class DeadLetterBulk(BaseModel):
     results: list[DeadLetterResult]
     counts: dict[str, int] = Field(description="results per outcome")
     next: str | None = Field(description="cursor to continue from (`after=`); null at the end")
+    webhook: Webhook | None = Field(None, description="present when submitted with callback_url")

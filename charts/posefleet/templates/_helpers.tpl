@@ -119,6 +119,20 @@ the manifest: Kubernetes expands $(POSEFLEET_REDIS_PASSWORD) from the Secret at 
 {{- end }}
 {{- end -}}
 
+{{- /* Webhook settings for the gateway (checks callback URLs) and the control worker
+(delivers), included when webhooks are on; without them callback_url is refused. */ -}}
+{{- define "posefleet.webhookEnv" -}}
+- name: POSEFLEET_WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "webhooks.existingSecret is required when webhooks are enabled" .Values.webhooks.existingSecret }}
+      key: {{ .Values.webhooks.secretKey }}
+{{- range $name, $value := .Values.webhooks.env }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "posefleet.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .Values.securityContext.runAsUser }}

@@ -1,6 +1,6 @@
 -- A worker starts a task: check the job is still live, count the attempt, mark the node running
 -- and return the node's resolved input values, all in one round trip.
--- KEYS[1] job hash, KEYS[2] request image blob
+-- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] callbacks stream
 -- ARGV[1] node, ARGV[2] worker, ARGV[3] pool, ARGV[4] max attempts, ARGV[5] events channel
 -- Returns {'run', attempts, queue ms, job age ms, dag, value...} or {reason, detail}.
 local job, node = KEYS[1], ARGV[1]
@@ -16,6 +16,7 @@ if now > tonumber(redis.call('HGET', job, 'deadline')) then
     '","message":"the job passed its deadline before this node could run"}'
   redis.call('HSET', job, 'status', 'expired', 'error', err, 'updated_at', now)
   redis.call('DEL', KEYS[2])
+  queue_callback(job, KEYS[3], redis.call('HGET', job, 'id'))
   redis.call('PUBLISH', ARGV[5], redis.call('HGET', job, 'id'))
   return {'expired', ''}
 end

@@ -1,7 +1,7 @@
 -- A node finished: ack its task, store its outputs (once), release successors whose inputs are
 -- all ready, and finish the job when the last node is done. Idempotent under redelivery.
 -- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] this stage's stream, KEYS[4] stats key
--- prefix (record_stats builds its bucket keys from it)
+-- prefix (record_stats builds its bucket keys from it), KEYS[5] callbacks stream
 -- ARGV[1] node, ARGV[2] compute ms, ARGV[3] group, ARGV[4] stream entry id, ARGV[5] stream
 -- prefix, ARGV[6] events channel, ARGV[7..] output field, json pairs
 local job, node = KEYS[1], ARGV[1]
@@ -36,6 +36,7 @@ for _, o in ipairs(dag.outputs) do
 end
 redis.call('HSET', job, 'result', '{' .. table.concat(parts, ',') .. '}', 'status', 'succeeded')
 record_stats(job, dag, KEYS[4], now, 'succeeded')
+queue_callback(job, KEYS[5], id)
 redis.call('DEL', KEYS[2])
 redis.call('PUBLISH', ARGV[6], id)
 return 'finished'

@@ -1,7 +1,8 @@
 -- A node failed for good: ack its task, optionally copy it to the stage's dead-letter stream,
 -- and fail the job with a machine-readable error (the first failure wins).
 -- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] stage stream, KEYS[4] dead-letter stream,
--- KEYS[5] stats key prefix (record_stats builds its bucket keys from it)
+-- KEYS[5] stats key prefix (record_stats builds its bucket keys from it), KEYS[6] callbacks
+-- stream
 -- ARGV[1] node, ARGV[2] job id, ARGV[3] group, ARGV[4] entry id, ARGV[5] error json,
 -- ARGV[6] events channel, ARGV[7] dead-letter reason ('' = no dead letter), ARGV[8] seconds a
 -- dead-lettered job keeps its request image for a replay (0 = none)
@@ -20,6 +21,7 @@ if status ~= 'queued' and status ~= 'running' then return 'terminal' end
 redis.call('HSET', job, 'n:' .. node .. ':status', 'failed', 'n:' .. node .. ':end', now,
   'status', 'failed', 'error', ARGV[5], 'updated_at', now)
 record_stats(job, cjson.decode(redis.call('HGET', job, 'dag')), KEYS[5], now, 'failed')
+queue_callback(job, KEYS[6], ARGV[2])
 local keep = tonumber(ARGV[8])
 if ARGV[7] ~= '' and keep > 0 then  -- never past the job's own TTL
   if redis.call('TTL', KEYS[2]) > keep then redis.call('EXPIRE', KEYS[2], keep) end

@@ -12,9 +12,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.control.batches import sniff_batch_type
-from services.control.queue import batch_state, cancel_batch, enqueue_batch
+from services.control.queue import batch_state, batch_view, cancel_batch, enqueue_batch
+from services.control.webhooks import batch_webhook_fields, enqueue_batch_delivery
 from services.core import keys
 from services.core.pipeline import PipelineSpec
+from services.gateway.callbacks import CALLBACK_DESCRIPTION, check_callback_url
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem
 from services.gateway.routes.jobs import read_upload
@@ -53,9 +55,11 @@ async def submit_batch(
     spec: SpecDep,
     frame_stride: Annotated[int, Query(ge=1, description="use every n-th video frame")] = 1,
     max_frames: Annotated[int | None, Query(ge=1, description="stop after this many")] = None,
+    callback_url: Annotated[str | None, Query(description=CALLBACK_DESCRIPTION)] = None,
 ) -> Response:
     """Submit a video (mp4/avi/webm) or a zip of images; each frame becomes an image job on the
-    pipeline, and the results come back as JSON Lines in frame order."""
+    pipeline, and the results come back as JSON Lines in frame order. With ``callback_url``,
+    the finished batch is POSTed there when it ends."""
     cap = gw.settings.max_batch_frames
     if max_frames is not None and max_frames > cap:
         raise Problem(422, "too_many_frames", f"max_frames is limited to {cap}")
@@ -67,7 +71,10 @@ async def submit_batch(
             "unsupported_media_type",
             "the body is not an mp4, avi or webm video, nor a zip of images",
         )
+    if callback_url is not None:
+        await check_callback_url(gw.settings, caller, callback_url)
     batch_id = str(uuid.uuid4())
+    callback = batch_webhook_fields(batch_id, callback_url) if callback_url is not None else {}
     ttl = gw.settings.result_ttl_s
     pipe = gw.redis.pipeline(transaction=True)
     pipe.hset(
@@ -81,12 +88,15 @@ async def submit_batch(
             "max_frames": max_frames or cap,
             "created_at": int(time.time() * 1000),
             "bytes": len(data),
+            **callback,
         },
     )
     pipe.expire(keys.batch(batch_id), ttl)
     pipe.set(keys.upload(batch_id), data, ex=ttl)
     await pipe.execute()
     await run_in_threadpool(enqueue_batch, gw.sync_redis, batch_id, gw.settings)
+    if callback:
+        await run_in_threadpool(enqueue_batch_delivery, gw.sync_redis, batch_id, gw.settings)
     body = {
         "id": batch_id,
         "status": "queued",
@@ -110,22 +120,7 @@ async def get_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict[st
     """Status and progress of a batch; results are readable while it runs."""
     record = await _batch_record(gw, batch_id, caller)
     state = await run_in_threadpool(batch_state, gw.sync_redis, batch_id)
-    total, done, failed = state.get("total"), state.get("done", 0), state.get("failed", 0)
-    finished = done + failed
-    canceled = bool(record.get("canceled"))  # DELETE said so, before the expansion stopped
-    return {
-        "id": batch_id,
-        "pipeline": record["pipeline"],
-        "kind": record["kind"],
-        "status": "canceled" if canceled else state["status"],
-        "total": total,
-        "submitted": state.get("submitted", 0),
-        "done": done,
-        "failed": failed,
-        "progress": None if total is None else round(finished / total, 4) if total else 1.0,
-        "results_url": _links(batch_id)["results"],
-        "error": None if canceled else state.get("error"),
-    }
+    return batch_view(batch_id, record, state)
 
 
 @router.delete("/batches/{batch_id}", response_model=Batch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from services.core.jobs import JobState, is_terminal
 from services.core.pipeline import PipelineSpec
 from services.gateway import dataplane
+from services.gateway.callbacks import CALLBACK_DESCRIPTION
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem, problem_responses
 from services.gateway.schemas import Job, JobAccepted
@@ -30,7 +31,7 @@ _ERRORS = problem_responses(
         415: "not a JPEG, PNG or WebP image",
         422: "image refused from its header or decoder, before any stage sees it "
         "(docs/limits.md): undecodable_image, image_too_many_pixels, image_side_too_long, "
-        "image_aspect_too_extreme",
+        "image_aspect_too_extreme; callback_url not allowed (callback_not_allowed)",
         429: "backlog over the limit",
         503: "job store full (store_full), busy (store_busy) or unavailable (store_unavailable)",
     }
@@ -130,7 +131,11 @@ def _accepted(job_id: str, status: str, pipeline: str) -> dict[str, Any]:
     },
 )
 async def submit_job(
-    request: Request, gw: GatewayDep, caller: TenantDep, spec: SpecDep
+    request: Request,
+    gw: GatewayDep,
+    caller: TenantDep,
+    spec: SpecDep,
+    callback_url: Annotated[str | None, Query(description=CALLBACK_DESCRIPTION)] = None,
 ) -> Response:
     """Submit an image; poll the returned link, or send ``Prefer: wait=N`` to get the finished
     job in this response when it completes within N seconds."""
@@ -143,6 +148,7 @@ async def submit_job(
         caller,
         idempotency_key=request.headers.get("idempotency-key"),
         wait_s=waited,
+        callback_url=callback_url,
     )
     if outcome.view is None:
         return JSONResponse(

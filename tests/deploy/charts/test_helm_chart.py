@@ -290,3 +290,25 @@ def test_private_docs_and_metrics_and_a_prometheus_that_sends_an_operator_key():
         env_of(default_gateway["spec"]["template"]["spec"]["containers"][0])
     )
     assert "authorization" not in of_kind(render(None), "ServiceMonitor")[0]["spec"]["endpoints"][0]
+
+
+def test_webhooks_get_their_secret_and_only_public_egress():
+    assert not any(
+        "webhooks" in p["metadata"]["name"] for p in of_kind(render(None), "NetworkPolicy")
+    )
+    docs = render(None, True, "webhooks.enabled=true", "webhooks.existingSecret=hooks")
+    deployments = {d["metadata"]["name"]: d for d in of_kind(docs, "Deployment")}
+    for name in ("pf-posefleet-gateway", "pf-posefleet-control"):
+        (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
+        (secret,) = [e for e in container["env"] if e["name"] == "POSEFLEET_WEBHOOK_SECRET"]
+        assert secret["valueFrom"]["secretKeyRef"] == {"name": "hooks", "key": "webhook-secret"}
+    (policy,) = [p for p in of_kind(docs, "NetworkPolicy") if "webhooks" in p["metadata"]["name"]]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "control"
+    (rule,) = spec["egress"]
+    v4, v6 = (block["ipBlock"] for block in rule["to"])
+    assert v4["cidr"] == "0.0.0.0/0" and {"10.0.0.0/8", "169.254.0.0/16"} <= set(v4["except"])
+    assert v6["cidr"] == "::/0" and "fc00::/7" in v6["except"]
+    assert [p["port"] for p in rule["ports"]] == [443]
+    missing = helm("template", "pf", str(CHART), "--set", "webhooks.enabled=true", check=False)
+    assert missing.returncode != 0 and "webhooks.existingSecret is required" in missing.stderr
