@@ -68,6 +68,9 @@ class Fleet:
             wait_for_workers(self.redis_url, {stage: (stage, process.proc.pid)}, timeout_s=30)
         return process
 
+    def control_worker(self, **env: str) -> Process:
+        return self._spawn("control", ["-m", "services.cli", "control-worker"], env)
+
     def gateway(self, **env: str) -> str:
         port = free_port()
         process = self._spawn(
