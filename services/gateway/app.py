@@ -15,7 +15,7 @@ from services.core.settings import Settings, get_settings
 from services.gateway import errors
 from services.gateway.deps import Gateway
 from services.gateway.events import JobEvents
-from services.gateway.routes import batches, health, jobs, pipelines, stats
+from services.gateway.routes import batches, events, health, jobs, pipelines, stats
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(jobs.router)
     app.include_router(batches.router)
+    app.include_router(events.router)
     app.include_router(stats.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)

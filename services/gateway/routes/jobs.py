@@ -107,7 +107,7 @@ def _check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-async def _read_job(gw: Gateway, job_id: str, caller: str) -> dict[str, Any]:
+async def read_job(gw: Gateway, job_id: str, caller: str) -> dict[str, Any]:
     raw = await gw.redis.hgetall(keys.job(job_id))
     if not raw or raw.get(b"tenant", b"").decode() != caller:
         raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
@@ -118,7 +118,7 @@ async def _wait_for(gw: Gateway, job_id: str, caller: str, timeout_s: float) -> 
     deadline = time.monotonic() + timeout_s
     while True:
         with gw.events.watch(job_id) as done:
-            view = await _read_job(gw, job_id, caller)
+            view = await read_job(gw, job_id, caller)
             remaining = deadline - time.monotonic()
             if view["status"] in keys.TERMINAL or remaining <= 0:
                 return view
@@ -247,7 +247,7 @@ async def get_job(job_id: str, request: Request, gw: GatewayDep, caller: TenantD
     ``Prefer: wait=N`` long-polls until the job finishes or N seconds pass."""
     waited = prefer_wait(request, gw.settings.max_wait_s)
     if waited is None:
-        return JSONResponse(await _read_job(gw, job_id, caller))
+        return JSONResponse(await read_job(gw, job_id, caller))
     view = await _wait_for(gw, job_id, caller, waited)
     return JSONResponse(view, headers={"Preference-Applied": f"wait={waited:g}"})
 
@@ -255,11 +255,11 @@ async def get_job(job_id: str, request: Request, gw: GatewayDep, caller: TenantD
 @router.delete("/jobs/{job_id}", response_model=Job, responses=_ERRORS)
 async def cancel_job(job_id: str, gw: GatewayDep, caller: TenantDep) -> Response:
     """Cancel a queued or running job; tasks not yet started are dropped by the workers."""
-    await _read_job(gw, job_id, caller)
+    await read_job(gw, job_id, caller)
     outcome = (await gw.steps.cancel(job_id)).decode()
     if outcome == "gone":
         raise Problem(404, "job_not_found", f"no job '{job_id}' (it may have expired)")
     if outcome != "canceled":
         state = outcome.removeprefix("terminal:")
         raise Problem(409, "job_finished", f"job '{job_id}' already {state}")
-    return JSONResponse(await _read_job(gw, job_id, caller))
+    return JSONResponse(await read_job(gw, job_id, caller))
