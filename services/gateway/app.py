@@ -15,7 +15,7 @@ from services.core.settings import Settings, get_settings
 from services.gateway import errors
 from services.gateway.deps import Gateway
 from services.gateway.events import JobEvents
-from services.gateway.routes import batches, events, health, jobs, pipelines, stats
+from services.gateway.routes import batches, console, events, health, jobs, pipelines, stats
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,4 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)
+    console.mount(app)
     return app
