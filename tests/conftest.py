@@ -22,6 +22,7 @@ from services.core.redis_server import LocalRedis, start_redis
 from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
 from services.pose.handler import PoseHandler
+from tests.e2e.stack import Stack, local_stack
 from tests.workers import TEST_PIPELINES, gateway_server
 
 # Installed by `make test` / .ci/run (Debian package opencv-doc).
@@ -105,3 +106,11 @@ def start_gateway(redis_url) -> Iterator[Callable[..., str]]:
             return stack.enter_context(gateway_server(settings))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def stack(model_root) -> Iterator[Stack]:
+    """One `posefleet up` (real gateway, workers, models) shared by every whole-system test:
+    the e2e, CLI and browser suites."""
+    with local_stack(model_root) as running:
+        yield running
