@@ -49,15 +49,6 @@ def catalog_rows(model_root: Path) -> list[dict[str, str]]:
     return rows
 
 
-def catalog_table(model_root: Path) -> Table:
-    table = Table(title=f"model catalog (repository: {model_root})")
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in catalog_rows(model_root):
-        table.add_row(*(row[c] for c in COLUMNS))
-    return table
-
-
 def model_info(name: str, model_root: Path) -> str:
     if name not in CATALOG:
         raise RuntimeError(f"no model '{name}' in the catalog ({', '.join(CATALOG)})")
