@@ -106,11 +106,22 @@ def tables(stats: dict[str, Any]) -> Group:
     for title, columns, rows in sections(stats):
         table = Table(title=title, title_justify="left")
         for column in columns:
-            table.add_column(column, overflow="fold", justify="left" if column in (
-                "pipeline", "node", "stage", "pool") else "right")
+            table.add_column(
+                column,
+                overflow="fold",
+                justify="left" if column in ("pipeline", "node", "stage", "pool") else "right",
+            )
         for row in rows:
-            table.add_row(*("-" if row[c] is None else f"{row[c]:g}" if isinstance(
-                row[c], float) else str(row[c]) for c in columns))
+            table.add_row(
+                *(
+                    "-"
+                    if row[c] is None
+                    else f"{row[c]:g}"
+                    if isinstance(row[c], float)
+                    else str(row[c])
+                    for c in columns
+                )
+            )
         rendered.append(table)
     return Group(*rendered)
 

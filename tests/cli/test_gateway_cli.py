@@ -185,9 +185,9 @@ def test_429_is_explained_and_retry_waits_for_retry_after(start_gateway, redis_c
     refused = cli(url, "submit", str(image), "--pipeline", "single", "--no-wait")
     line = one_error_line(refused)
     assert "HTTP 429 backlog_full" in line and "--retry" in line
+    command = ["submit", str(image), "--pipeline", "single", "--no-wait", "--retry", "--url", url]
     retrying = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "submit", str(image), "--pipeline", "single"]
-        + ["--no-wait", "--retry", "--url", url],
+        [sys.executable, "-m", "services.cli", *command],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
