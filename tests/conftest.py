@@ -23,7 +23,7 @@ from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
 from services.pose.handler import PoseHandler
 from tests.e2e.stack import Stack, local_stack
-from tests.workers import TEST_PIPELINES, gateway_server
+from tests.workers import TEST_PIPELINES, gateway_server, make_worker, worker_threads
 
 # Installed by `make test` / .ci/run (Debian package opencv-doc).
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -114,3 +114,12 @@ def stack(model_root) -> Iterator[Stack]:
     the e2e, CLI and browser suites."""
     with local_stack(model_root) as running:
         yield running
+
+
+@pytest.fixture
+def workers(redis_client) -> Iterator[None]:
+    """Worker threads for every stage of the test pipelines' ``diamond`` (model-free)."""
+    with worker_threads() as start:
+        for stage in ("measure", "scale", "total"):
+            start(make_worker(redis_client, stage))
+        yield

@@ -23,14 +23,6 @@ def gateway(start_gateway):
     return start_gateway()
 
 
-@pytest.fixture
-def workers(redis_client):
-    with worker_threads() as start:
-        for stage in ("measure", "scale", "total"):
-            start(make_worker(redis_client, stage))
-        yield
-
-
 def cli(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return posefleet(*args, env={**NARROW, "POSEFLEET_URL": url, **(env or {})})
 

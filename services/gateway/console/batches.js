@@ -1,5 +1,6 @@
 // Batches: a video or a zip through a pipeline, one frame per job, results streaming in, and
 // the video played back with each frame's skeletons drawn at its timestamp.
+import { bindDropZone } from "./dom.js";
 import { drawPeople } from "./draw.js";
 import { clear, el, fmt, title } from "./svg.js";
 
@@ -16,16 +17,7 @@ export class BatchesPage {
   }
 
   bind() {
-    const drop = $("batch-drop");
-    $("batch-file").addEventListener("change", (e) => e.target.files[0] && this.choose(e.target.files[0]));
-    for (const type of ["dragenter", "dragover"]) {
-      drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
-    }
-    for (const type of ["dragleave", "drop"]) drop.addEventListener(type, () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (e) => {
-      e.preventDefault();
-      if (e.dataTransfer.files[0]) this.choose(e.dataTransfer.files[0]);
-    });
+    bindDropZone($("batch-drop"), $("batch-file"), (file) => this.choose(file));
     $("batch-form").addEventListener("submit", (e) => { e.preventDefault(); this.run(); });
     $("batch-download").addEventListener("click", () => this.download());
     const video = $("batch-video");

@@ -1,5 +1,6 @@
 // Try it: pick a pipeline, send a photo, watch the job live, see what it found.
 import { drawDag, setDagStatus } from "./dag.js";
+import { bindDropZone } from "./dom.js";
 import { drawPeople, nearestKeypoint } from "./draw.js";
 import { curlSnippet, pythonSnippet } from "./snippets.js";
 import { drawTimeline } from "./timeline.js";
@@ -21,16 +22,7 @@ export class TryPage {
   }
 
   bind() {
-    const drop = $("drop");
-    $("file").addEventListener("change", (e) => e.target.files[0] && this.choose(e.target.files[0]));
-    for (const type of ["dragenter", "dragover"]) {
-      drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("over"); });
-    }
-    for (const type of ["dragleave", "drop"]) drop.addEventListener(type, () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (e) => {
-      e.preventDefault();
-      if (e.dataTransfer.files[0]) this.choose(e.dataTransfer.files[0]);
-    });
+    bindDropZone($("drop"), $("file"), (file) => this.choose(file));
     $("sample").addEventListener("click", async () => {
       const blob = await (await fetch("sample-astronaut.jpg")).blob();
       this.choose(new File([blob], "astronaut.jpg", { type: "image/jpeg" }));
