@@ -30,8 +30,20 @@ def test_try_it_draws_people_and_skeletons_live(page, stack, screenshot):
     page.click("[data-pipeline=pose]")
     assert page.get_attribute("[data-pipeline=pose]", "aria-checked") == "true"
     assert page.locator("#dag .node").count() == 2
+    # record each status the page shows with the DAG's node statuses at that moment
+    page.evaluate(
+        """() => { window.seen = [];
+          new MutationObserver(() => window.seen.push([
+            document.getElementById('job-status').dataset.status,
+            [...document.querySelectorAll('#dag .node')].map((n) => n.dataset.status)]))
+          .observe(document.getElementById('job-status'), {attributes: true}); }"""
+    )
     page.set_input_files("#file", str(OPENCV_DATA / "basketball1.png"))
     canvas = page.wait_for_selector("#result-canvas[data-people]")
+    seen = page.evaluate("window.seen")
+    assert seen[-1] == ["succeeded", ["succeeded", "succeeded"]]
+    for badge, nodes in seen:  # live states are consistent: done only when every node is
+        assert badge != "succeeded" or set(nodes) == {"succeeded"}, seen
     job = raw_job(page)
     people = job["result"]["people"]
     assert canvas.get_attribute("data-people") == str(len(people)) == "2"

@@ -58,6 +58,7 @@ def test_job_stream_shows_each_node_with_timings_then_the_result(api, redis_clie
         assert [n["status"] for n in m] in (["running", "succeeded"], ["succeeded"])
         done = m[-1]
         assert (done["job"], done["attempts"], done["status"]) == (job_id, 1, "succeeded")
+        assert done["job_status"] == "running" and done["stage"] == "measure"
         assert done["queue_ms"] >= 0 and done["compute_ms"] >= 0 and done["finished_at"]
         assert [(n["node"], n["status"]) for n in got[len(m) :]] == [
             ("double", "queued"),

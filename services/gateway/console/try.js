@@ -131,8 +131,8 @@ export class TryPage {
         if (message.event === "state" || message.event === "end") {
           this.job = data;
         } else if (message.event === "node") {
-          const { job: _id, status, node, ...state } = data;
-          this.job.status = status;
+          const { job: _id, job_status: jobStatus, node, ...state } = data;
+          this.job.status = jobStatus;
           this.job.nodes[node] = state;
         } else if (message.event === "problem") {
           this.status("failed", data.detail);

@@ -83,7 +83,7 @@ def job_events(view: dict[str, Any], seen: list[str] | None) -> list[ServerSentE
     for i, (name, node) in enumerate(view["nodes"].items()):
         if codes[i] != current[i]:
             current[i] = codes[i]
-            data = {"job": view["id"], "status": view["status"], "node": name, **node}
+            data = {"job": view["id"], "job_status": view["status"], "node": name, **node}
             token = state_token(view["status"], current)
             events.append(ServerSentEvent(_json(data), event="node", id=token))
     if terminal:
