@@ -65,8 +65,8 @@ def sections(stats: dict[str, Any]) -> list[tuple[str, list[str], list[dict[str,
             "pipeline": name,
             "node": node,
             "stage": n["stage"],
-            **{f"queue {k}": q(n["queue_ms"], k) for k in QUANTILES},
-            **{f"compute {k}": q(n["compute_ms"], k) for k in QUANTILES},
+            **{f"q{k[1:]}": q(n["queue_ms"], k) for k in QUANTILES},
+            **{f"c{k[1:]}": q(n["compute_ms"], k) for k in QUANTILES},
         }
         for name, p in sorted(stats["pipelines"].items())
         for node, n in p["nodes"].items()
@@ -95,10 +95,17 @@ def sections(stats: dict[str, Any]) -> list[tuple[str, list[str], list[dict[str,
     window = f"last {stats['window_s']:g} s, $/1000 images overall: {cost if cost else '-'}"
     return [
         (f"pipelines ({window})", list(pipelines[0]) if pipelines else ["pipeline"], pipelines),
-        ("nodes (ms)", list(nodes[0]) if nodes else ["pipeline", "node"], nodes),
+        (
+            "nodes: queue (q) and compute (c) percentiles, ms",
+            list(nodes[0]) if nodes else ["pipeline", "node"],
+            nodes,
+        ),
         ("stages", ["stage", "tasks/s", "backlog", "dead letters"], stages),
         ("pools", ["pool", "replicas", "replica hours", "$/h", "cost $"], pools),
     ]
+
+
+NAME_COLUMNS = ("pipeline", "node", "stage", "pool")
 
 
 def tables(stats: dict[str, Any]) -> Group:
@@ -106,24 +113,22 @@ def tables(stats: dict[str, Any]) -> Group:
     for title, columns, rows in sections(stats):
         table = Table(title=title, title_justify="left")
         for column in columns:
-            table.add_column(
-                column,
-                overflow="fold",
-                justify="left" if column in ("pipeline", "node", "stage", "pool") else "right",
-            )
+            if column in NAME_COLUMNS:  # names are never cut or wrapped; numbers give way
+                table.add_column(column, no_wrap=True)
+            else:
+                table.add_column(column.replace(" ", "\n"), overflow="fold", justify="right")
         for row in rows:
-            table.add_row(
-                *(
-                    "-"
-                    if row[c] is None
-                    else f"{row[c]:g}"
-                    if isinstance(row[c], float)
-                    else str(row[c])
-                    for c in columns
-                )
-            )
+            table.add_row(*(_number(row[c]) for c in columns))
         rendered.append(table)
     return Group(*rendered)
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
 
 
 def print_plain(stats: dict[str, Any]) -> None:

@@ -133,7 +133,12 @@ def test_stats_as_tables_json_and_watch(gateway, workers):
     text = cli(gateway, "stats", "--window", "1m")
     assert text.returncode == 0, text.stderr
     sections = [line for line in text.stdout.splitlines() if line.startswith("# ")]
-    assert [s.split(" ")[1] for s in sections] == ["pipelines", "nodes", "stages", "pools"]
+    assert [s.split(" ")[1].rstrip(":") for s in sections] == [
+        "pipelines",
+        "nodes",
+        "stages",
+        "pools",
+    ]
     row = next(line for line in text.stdout.splitlines() if line.startswith("diamond\t3\t"))
     assert row.split("\t")[2] == "0"  # none failed
     data = json.loads(cli(gateway, "stats", "--json").stdout)
