@@ -60,6 +60,7 @@ def screenshot() -> Iterator:
 
     def take(page: Page, name: str, full_page: bool = True) -> Path:
         path = SCREENSHOTS / f"{name}.png"
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky header belongs at the top
         page.screenshot(path=str(path), full_page=full_page)
         return path
 

@@ -54,6 +54,7 @@ def test_try_it_draws_people_and_skeletons_live(page, stack, screenshot):
     assert page.get_attribute("#timeline", "data-nodes-done") == "2"
     assert page.locator('#dag .node[data-status="succeeded"]').count() == 2
     assert page.get_attribute("#job-status", "data-status") == "succeeded"
+    page.click("#tab-curl")
     screenshot(page, "try-pose")
 
     page.fill("#threshold", "0.6")  # a stricter threshold draws fewer keypoints
