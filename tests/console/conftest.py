@@ -6,7 +6,7 @@ bad import or a broken chart is a red test, not a quiet blank panel. Screenshots
 out/screenshots/ as test artefacts.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,16 +42,32 @@ def page_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, page_errors: list[str]) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1360, "height": 1000}, accept_downloads=True)
-    opened = context.new_page()
-    opened.set_default_timeout(60_000)
-    errors = page_errors
-    opened.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    opened.on("pageerror", lambda e: errors.append(str(e)))
-    yield opened
-    context.close()
-    assert not errors, f"the page logged errors: {errors}"
+def open_page(browser: Browser, page_errors: list[str]) -> Iterator[Callable[..., Page]]:
+    """Open pages in fresh contexts (a viewport each); their errors fail the test."""
+    contexts = []
+
+    def open_one(width: int = 1360, height: int = 1000, scale: float = 1) -> Page:
+        context = browser.new_context(
+            viewport={"width": width, "height": height},
+            device_scale_factor=scale,
+            accept_downloads=True,
+        )
+        contexts.append(context)
+        opened = context.new_page()
+        opened.set_default_timeout(60_000)
+        opened.on("console", lambda m: m.type == "error" and page_errors.append(m.text))
+        opened.on("pageerror", lambda e: page_errors.append(str(e)))
+        return opened
+
+    yield open_one
+    for context in contexts:
+        context.close()
+    assert not page_errors, f"the page logged errors: {page_errors}"
+
+
+@pytest.fixture
+def page(open_page: Callable[..., Page]) -> Page:
+    return open_page()
 
 
 @pytest.fixture

@@ -189,9 +189,8 @@ def test_an_api_key_is_asked_for_and_kept_for_the_session(
     page_errors[:] = [e for e in page_errors if "401" not in e]  # the refused first request
 
 
-def test_usable_on_a_phone(browser, stack, screenshot):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
-    page = context.new_page()
+def test_usable_on_a_phone(open_page, stack, screenshot):
+    page = open_page(390, 844, scale=2)
     page.goto(stack.url + "/console/")
     page.click("#sample")
     page.wait_for_selector("#result-canvas[data-people='1']", timeout=60_000)
@@ -199,4 +198,3 @@ def test_usable_on_a_phone(browser, stack, screenshot):
     assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
     assert page.locator("nav a").count() == 3 and page.locator("nav").is_visible()
     screenshot(page, "phone", full_page=False)
-    context.close()

@@ -94,6 +94,10 @@ export class TryPage {
       this.ctx.startBatch(file, this.selected?.name);
       return;
     }
+    if (!this.selected) {
+      this.status("failed", "No pipeline to send it to: the pipelines could not be loaded.");
+      return;
+    }
     this.file = file;
     $("rerun").disabled = false;
     this.run();
@@ -140,7 +144,7 @@ export class TryPage {
         }
         const stamp = latestStamp(this.job);
         if (stamp) clockOffset = stamp - Date.now();
-        setDagStatus($("dag"), this.job.nodes);
+        if (this.selected === pipeline) setDagStatus($("dag"), this.job.nodes);
         drawTimeline($("timeline"), pipeline, this.job, Date.now() + clockOffset);
         this.describe(message.event === "node" ? data : null);
         if (message.event === "state") requestAnimationFrame(tick);
