@@ -1,0 +1,9 @@
+"""The transport benchmark's DAG-steps row really runs every task through begin and complete."""
+
+from loadtest.ceiling import dag_steps_us
+from services.core import keys
+
+
+def test_dag_steps_row_finishes_every_job(redis_client):
+    assert dag_steps_us(redis_client, 130) > 0  # three batches of 64, the last partial
+    assert redis_client.xlen(keys.STATS_STREAM) == 130  # one summary per finished job
