@@ -36,7 +36,6 @@ TenantDep = Annotated[str, Depends(tenant)]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 
 END_ID = "end"
-_BATCH_TERMINAL = ("succeeded", "failed", "canceled", "expired")
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "an event stream (text/event-stream); see docs/events.md",
@@ -197,7 +196,7 @@ async def batch_event_stream(
                 except (redis.ConnectionError, redis.TimeoutError):
                     yield _problem_event("store_unavailable", "Redis is unreachable")
                     return
-                if state["status"] in _BATCH_TERMINAL:
+                if state["status"] in keys.TERMINAL:
                     yield ServerSentEvent(_json(state), event="end", id=END_ID)
                     return
                 if state != last:
