@@ -51,12 +51,19 @@ k8s: install
 # Regenerate docs/configuration.md from Settings (a test fails while it is stale).
 docs: install
 	$(BIN)/python -m tools.settings_doc
+# The browser tests (tests/console) drive Debian's Chromium through Playwright; never
+# `playwright install` (a downloaded browser build).
+CHROMIUM := /usr/bin/chromium
 
 test-data:
 	@test -f $(OPENCV_DOC) || { \
 	  echo "installing Debian's opencv-doc for the test photos"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq opencv-doc; }
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 lint: install
 	$(BIN)/ruff check services tests loadtest tools examples

@@ -29,7 +29,8 @@ from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
 from services.factory.build import build_models
 from services.pose.handler import PoseHandler
-from tests.workers import TEST_PIPELINES, gateway_server
+from tests.system.stack import Stack, local_stack
+from tests.workers import TEST_PIPELINES, gateway_server, make_worker, worker_threads
 
 TIERS = ("unit", "integration", "model", "system", "deploy")  # cheapest first
 _TIER_OF_FIXTURE = {
@@ -159,3 +160,20 @@ def start_gateway(redis_url) -> Iterator[Callable[..., str]]:
             return stack.enter_context(gateway_server(settings))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def stack(model_root) -> Iterator[Stack]:
+    """One `posefleet up` (real gateway, workers, models) shared by every whole-system test:
+    the e2e, CLI and browser suites."""
+    with local_stack(model_root) as running:
+        yield running
+
+
+@pytest.fixture
+def workers(redis_client) -> Iterator[None]:
+    """Worker threads for every stage of the test pipelines' ``diamond`` (model-free)."""
+    with worker_threads() as start:
+        for stage in ("measure", "scale", "total"):
+            start(make_worker(redis_client, stage))
+        yield

@@ -146,6 +146,7 @@ def run_local_system(
         base = f"http://{host}:{port}"
         console.print(
             f"[bold green]Posefleet is up[/bold green]: {base}  (API docs {base}/docs)\n"
+            f"  console: open {base}/ in a browser and drop a photo\n"
             f"  curl -X POST --data-binary @photo.jpg -H 'Content-Type: image/jpeg' "
             f"-H 'Prefer: wait=10' {base}/v1/pipelines/pose/jobs\n"
             "  A crashed process is restarted; Ctrl-C stops everything."

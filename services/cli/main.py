@@ -14,9 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.cli.batches import app as batches_app
 from services.cli.dlq import app as dlq_app
+from services.cli.fleet import stats as stats_command
+from services.cli.jobs import app as jobs_app
 from services.cli.models_import import models_import
 from services.cli.models_pull import models_pull
+from services.cli.output import JsonOption, RetryOption, print_rows
 from services.cli.pipelines import app as pipelines_app
 
 app = typer.Typer(
@@ -30,6 +34,9 @@ models_app.command("import")(models_import)
 models_app.command("pull")(models_pull)
 app.add_typer(pipelines_app, name="pipelines")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(batches_app, name="batches")
+app.command("stats")(stats_command)
 console = Console(stderr=True, soft_wrap=True)  # progress, status and errors
 output = Console(soft_wrap=True)  # results, so they can be piped
 
@@ -94,6 +101,7 @@ def submit(
     api_key: Annotated[str | None, typer.Option(envvar="POSEFLEET_API_KEY")] = None,
     frame_stride: Annotated[int, typer.Option(min=1, help="videos: every n-th frame")] = 1,
     max_frames: Annotated[int | None, typer.Option(min=1, help="videos/zips: at most")] = None,
+    retry: RetryOption = False,
 ) -> None:
     """Submit IMAGE to a pipeline and print what it found. A video (.mp4/.avi/.webm) or a .zip
     of images becomes a batch: a progress bar, then one result line per frame."""
@@ -120,7 +128,7 @@ def submit(
         )
     data = image.read_bytes()
     try:
-        with JobClient(url, api_key) as client:
+        with JobClient(url, api_key, retry=retry, on_wait=console.print) as client:
             job = client.submit(pipeline, data, wait_s=min(timeout, 30.0) if wait else 0)
             if wait and not is_terminal(job["status"]):
                 with console.status(f"job {job['id']} {job['status']}…") as status:
@@ -232,11 +240,12 @@ def bench(ctx: typer.Context) -> None:
 
 
 @models_app.command("list")
-def models_list() -> None:
+def models_list(as_json: JsonOption = False) -> None:
     """The model catalog: task, source package and licence, input, whether it is built."""
-    from services.cli.models import catalog_table
+    from services.cli.models import COLUMNS, catalog_rows
 
-    output.print(catalog_table(get_settings_root()))
+    root = get_settings_root()
+    print_rows(catalog_rows(root), COLUMNS, f"model catalog (repository: {root})", as_json)
 
 
 @models_app.command("info")

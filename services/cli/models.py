@@ -91,15 +91,6 @@ def imported_rows(model_root: Path) -> list[dict[str, str]]:
     return rows
 
 
-def catalog_table(model_root: Path) -> Table:
-    table = Table(title=f"model catalog (repository: {model_root})")
-    for column in COLUMNS:
-        table.add_column(column)
-    for row in catalog_rows(model_root):
-        table.add_row(*(row[c] for c in COLUMNS))
-    return table
-
-
 def model_info(name: str, model_root: Path) -> str:
     if name not in CATALOG:
         imported = imported_models(model_root)

@@ -78,10 +78,15 @@ def expand_batch(batch_id: str) -> dict[str, Any]:
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(keys.EVENTS_CHANNEL)
 
+    published: dict[str, Any] = {}
+
     def publish_progress() -> None:
         if rq_job is not None:
             rq_job.meta.update(progress)
             rq_job.save_meta()
+        if progress != published:  # wakes open event streams (GET /v1/batches/{id}/events)
+            client.publish(keys.batch_events(batch_id), json.dumps(progress))
+            published.update(progress)
 
     def record(frame: FrameSlot, line: dict[str, Any]) -> None:
         """One result line; the results hash gets its TTL with every write, so it expires

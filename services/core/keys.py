@@ -24,6 +24,13 @@ def job(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}"
 
 
+def job_events(job_id: str) -> str:
+    """The job's progress channel: begin.lua and complete.lua publish the node name on it
+    (built there as KEYS[1] .. ':events') when a node starts or ends. Terminal states go to
+    ``EVENTS_CHANNEL``. Only a gateway with an open event stream subscribes to it."""
+    return job(job_id) + ":events"
+
+
 def blob(job_id: str, name: str = "image") -> str:
     return f"{PREFIX}blob:{job_id}:{name}"
 
@@ -64,3 +71,9 @@ def batch(batch_id: str) -> str:
 
 def batch_results(batch_id: str) -> str:
     return f"{PREFIX}batch:{batch_id}:results"
+
+
+def batch_events(batch_id: str) -> str:
+    """The batch's progress channel: the control worker publishes its progress counters on it
+    whenever they change (a frame finished, all frames submitted)."""
+    return f"{PREFIX}batch:{batch_id}:events"

@@ -214,6 +214,21 @@ class Settings(BaseSettings):
     # Delivery threads in each control worker: deliveries in parallel, so one slow receiver
     # does not hold up the others, and none waits behind a long batch expansion.
     webhook_workers: int = Field(4, ge=1)
+    # Live events (GET /v1/jobs/{id}/events, GET /v1/batches/{id}/events: server-sent events).
+    # Open streams per gateway process; past it a new stream gets 503 + Retry-After, because
+    # each one holds a connection and a task, and a slow client must not exhaust the process.
+    events_max_streams: int = Field(1000, ge=1)
+    # A stream closes after this long even if its job is still running; the client reconnects
+    # with Last-Event-ID and resumes. Bounds connection lifetime for proxies and rollouts.
+    events_max_stream_s: float = Field(900.0, gt=0)
+    # Keep-alive comment interval: below the 60 s idle timeout of common proxies/load balancers.
+    events_keepalive_s: float = Field(15.0, gt=0)
+    # The reconnect delay the stream advises clients (SSE `retry:` field), in milliseconds.
+    events_retry_ms: int = Field(2000, ge=0)
+    # An open batch stream re-reads the batch this often when no notification came: RQ's own
+    # transitions (finished, failed, retry scheduled) publish nothing, so this bounds how late
+    # the stream reports them. Frame results are pushed by the control worker immediately.
+    events_batch_poll_s: float = Field(1.0, gt=0)
 
 
 @lru_cache(maxsize=1)

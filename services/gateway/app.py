@@ -16,7 +16,17 @@ from services.gateway.deps import Gateway
 from services.gateway.edge import HeaderLimits
 from services.gateway.events import JobEvents
 from services.gateway.reads import SharedReads
-from services.gateway.routes import batches, deadletters, docs, health, jobs, pipelines, stats
+from services.gateway.routes import (
+    batches,
+    console,
+    deadletters,
+    docs,
+    events,
+    health,
+    jobs,
+    pipelines,
+    stats,
+)
 from services.gateway.store import connect
 
 
@@ -61,9 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(jobs.router)
     app.include_router(batches.router)
+    app.include_router(events.router)
     app.include_router(stats.router)
     app.include_router(deadletters.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)
     app.include_router(docs.router)
+    console.mount(app)
     return app

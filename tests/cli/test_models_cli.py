@@ -1,6 +1,6 @@
 import yaml
 
-from services.cli.models import catalog_rows, model_info
+from services.cli.models import COLUMNS, catalog_rows, model_info
 from services.factory.catalog import CATALOG
 from tests.clirun import posefleet
 
@@ -14,8 +14,11 @@ def test_list_shows_every_catalog_model_and_whether_it_is_built(model_root, tmp_
     assert by_name["centernet"]["licence"] == "MIT"
     assert by_name["mediapipe-pose-full"]["source"] == "npm @mediapipe/pose@0.5.1675469404"
     assert catalog_rows(tmp_path)[0]["built"] == "no: posefleet models build centernet"
-    result = posefleet("models", "list")
-    assert result.returncode == 0 and "model catalog" in result.stdout
+    result = posefleet("models", "list")  # stdout is a pipe: tab-separated, nothing cut
+    assert result.returncode == 0
+    header, *lines = result.stdout.splitlines()
+    assert header.split("\t") == list(COLUMNS)
+    assert [line.split("\t")[0] for line in lines] == list(CATALOG)
 
 
 def test_info_has_the_recipe_pins_and_the_built_model(model_root):

@@ -5,17 +5,9 @@ import pytest
 
 from tests.gateway.conftest import png
 from tests.scrape import scrape
-from tests.workers import make_worker, worker_threads
+from tests.workers import make_worker
 
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def workers(redis_client):
-    with worker_threads() as start:
-        for stage in ("measure", "scale", "total"):
-            start(make_worker(redis_client, stage))
-        yield
 
 
 @pytest.fixture

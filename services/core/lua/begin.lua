@@ -2,6 +2,7 @@
 -- and return the node's resolved input values, all in one round trip.
 -- KEYS[1] job hash, KEYS[2] request image blob, KEYS[3] callbacks stream
 -- ARGV[1] node, ARGV[2] worker, ARGV[3] pool, ARGV[4] max attempts, ARGV[5] events channel
+-- Publishes the node name on KEYS[1] .. ':events' (keys.job_events) when the node starts.
 -- Returns {'run', attempts, queue ms, job age ms, dag, value...} or {reason, detail}.
 local job, node = KEYS[1], ARGV[1]
 local t = redis.call('TIME')
@@ -24,6 +25,9 @@ local attempts = redis.call('HINCRBY', job, np .. 'attempts', 1)
 if attempts > tonumber(ARGV[4]) then return {'exhausted', tostring(attempts - 1)} end
 redis.call('HSET', job, np .. 'status', 'running', np .. 'start', now, np .. 'worker', ARGV[2],
   np .. 'pool', ARGV[3], 'status', 'running', 'updated_at', now)
+-- Node progress for live streams: a per-job channel, subscribed only while a stream is open
+-- (GET /v1/jobs/{id}/events), so with no one watching this PUBLISH delivers nothing.
+redis.call('PUBLISH', job .. ':events', node)
 local dag = redis.call('HGET', job, 'dag')
 local queued = now - tonumber(redis.call('HGET', job, np .. 'enq') or now)
 local age = now - tonumber(redis.call('HGET', job, 'created_at'))

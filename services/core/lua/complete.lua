@@ -28,7 +28,10 @@ for _, succ in ipairs(dag.nodes[node].next) do
       'n:' .. succ .. ':enq', string.match(entry, '^(%d+)'))
   end
 end
-if redis.call('HINCRBY', job, 'left', -1) > 0 then return 'ok' end
+if redis.call('HINCRBY', job, 'left', -1) > 0 then
+  redis.call('PUBLISH', job .. ':events', node)  -- node progress, as in begin.lua
+  return 'ok'
+end
 -- Assembled by concatenating the stored JSON: re-encoding with cjson would turn [] into {}.
 local parts = {}
 for _, o in ipairs(dag.outputs) do

@@ -107,7 +107,7 @@ async def submit_batch(
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/batches/{batch_id}"})
 
 
-async def _batch_record(gw: Gateway, batch_id: str, caller: str) -> dict[str, str]:
+async def batch_record(gw: Gateway, batch_id: str, caller: str) -> dict[str, str]:
     raw = await gw.redis.hgetall(keys.batch(batch_id))
     record = {k.decode(): v.decode() for k, v in raw.items()}
     if not record or record.get("tenant") != caller:
@@ -118,7 +118,11 @@ async def _batch_record(gw: Gateway, batch_id: str, caller: str) -> dict[str, st
 @router.get("/batches/{batch_id}", response_model=Batch)
 async def get_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict[str, Any]:
     """Status and progress of a batch; results are readable while it runs."""
-    record = await _batch_record(gw, batch_id, caller)
+    return await read_batch(gw, batch_id, await batch_record(gw, batch_id, caller))
+
+
+async def read_batch(gw: Gateway, batch_id: str, record: dict[str, str]) -> dict[str, Any]:
+    """The API's view of a batch: its record plus the control plane's progress."""
     state = await run_in_threadpool(batch_state, gw.sync_redis, batch_id)
     return batch_view(batch_id, record, state)
 
@@ -127,7 +131,7 @@ async def get_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict[st
 async def delete_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict[str, Any]:
     """Cancel a queued or running batch: its frame jobs still in flight are canceled and its
     upload is deleted; the result lines already written stay readable until they expire."""
-    await _batch_record(gw, batch_id, caller)
+    await batch_record(gw, batch_id, caller)
     ttl = gw.settings.result_ttl_s
     outcome = await run_in_threadpool(cancel_batch, gw.sync_redis, batch_id, ttl)
     if outcome == "expired":
@@ -145,7 +149,7 @@ async def delete_batch(batch_id: str, gw: GatewayDep, caller: TenantDep) -> dict
 async def batch_results(batch_id: str, gw: GatewayDep, caller: TenantDep) -> StreamingResponse:
     """One JSON line per finished frame, in frame order: ``frame``, ``timestamp_ms`` (video) or
     ``name`` (zip), ``status``, and the pipeline's outputs or ``error``."""
-    await _batch_record(gw, batch_id, caller)
+    await batch_record(gw, batch_id, caller)
     lines = await gw.redis.hgetall(keys.batch_results(batch_id))
     ordered = [lines[k] for k in sorted(lines, key=int)]
 
