@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test test-fast install models lint format test-data clean loadtest bench k8s docs
+.PHONY: up test test-fast install models lint format test-data clean loadtest bench k8s docs proto
 
 up: install
 	$(BIN)/posefleet up
@@ -42,6 +42,10 @@ models: install
 # Re-render k8s/base from the Helm chart (the tests fail while it is stale).
 k8s: install
 	$(BIN)/python -m tools.render_k8s
+
+# Regenerate the V2 gRPC stubs from services/gateway/v2/proto (a test fails while they are stale).
+proto: install
+	$(BIN)/python -m tools.proto
 
 # Regenerate docs/configuration.md from Settings (a test fails while it is stale).
 docs: install

@@ -12,13 +12,14 @@ from fastapi import FastAPI
 from services.core.dag import DagSteps
 from services.core.pipeline import load_pipelines
 from services.core.settings import Settings, get_settings
-from services.gateway import errors
+from services.gateway import errors, v2
 from services.gateway.deps import Gateway
 from services.gateway.events import JobEvents
 from services.gateway.routes import batches, health, jobs, pipelines, stats
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, grpc_address: str | None = None) -> FastAPI:
+    """The gateway; with ``grpc_address`` (host:port) it also serves V2 gRPC in its lifespan."""
     settings = settings or get_settings()
     # Loaded here, not in the lifespan: a broken pipelines file stops start-up with its message.
     config = load_pipelines(settings.pipelines_file)
@@ -35,7 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sync_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
         app.state.gateway = Gateway(settings, config, client, DagSteps(client), events, sync_client)
         try:
-            yield
+            async with v2.serving(app, app.state.gateway, grpc_address):
+                yield
         finally:
             await events.stop()
             await client.aclose()
@@ -53,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats.router)
     app.include_router(pipelines.router)
     app.include_router(health.router)
+    app.include_router(v2.router)
     return app
