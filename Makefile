@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m tools.nodeps
 	touch $@
 
 # Bounded headless locust against a fresh local stack (loopback only); reports in out/.

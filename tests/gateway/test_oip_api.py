@@ -356,14 +356,15 @@ def test_grpc_status_codes(oip, workers):
     assert stub.ServerLive(pb.ServerLiveRequest()).live
     assert stub.ServerReady(pb.ServerReadyRequest()).ready
     assert stub.ModelReady(pb.ModelReadyRequest(name="people", version="1")).ready
+    assert not stub.ModelReady(pb.ModelReadyRequest(name="people", version="7")).ready
     server = stub.ServerMetadata(pb.ServerMetadataRequest())
     assert server.name == "posefleet" and "binary_tensor_data" in server.extensions
     config = stub.ModelConfig(pb.ModelConfigRequest(name="people")).config
     assert config.input[0].data_type == pb.TYPE_STRING and list(config.input[0].dims) == [-1]
     calls = {
         grpc.StatusCode.NOT_FOUND: [
-            lambda: stub.ModelReady(pb.ModelReadyRequest(name="people", version="7")),
             lambda: stub.ModelMetadata(pb.ModelMetadataRequest(name="nope")),
+            lambda: stub.ModelMetadata(pb.ModelMetadataRequest(name="people", version="7")),
         ],
         grpc.StatusCode.INVALID_ARGUMENT: [
             lambda: stub.ModelInfer(grpc_infer(b"not an image")),

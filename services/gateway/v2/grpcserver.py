@@ -25,7 +25,7 @@ from services.gateway.errors import Problem
 from services.gateway.routes.health import readiness
 from services.gateway.v2.errors import OIP_REQUESTS, as_problem, grpc_code
 from services.gateway.v2.infer import InferRequest, InferResponse, InputTensor, infer
-from services.gateway.v2.models import ModelCatalog, server_metadata
+from services.gateway.v2.models import VERSION, ModelCatalog, server_metadata
 from services.gateway.v2.proto import grpc_predict_v2_pb2 as pb
 from services.gateway.v2.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from services.gateway.v2.restbody import timeout_s
@@ -49,7 +49,8 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
         async def ready() -> pb.ModelReadyResponse:
-            self.catalog.get(request.name, request.version)
+            if request.name not in self.catalog.models or request.version not in ("", VERSION):
+                return pb.ModelReadyResponse(ready=False)  # like Triton: not ready, no error
             is_ready, _ = await readiness(self.gw)
             return pb.ModelReadyResponse(ready=is_ready)
 
