@@ -19,11 +19,26 @@ import argparse
 import asyncio
 import base64
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def drive(client: str, http: str, grpc: str, model: str, photos: list[Path]) -> dict[str, Any]:
+    """Run this script for ``client`` in a fresh interpreter; returns its report."""
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.gateway.oip_clients", client, "--http", http,
+         "--grpc", grpc, "--model", model, *map(str, photos)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
 
 
 def plain(array: np.ndarray) -> Any:

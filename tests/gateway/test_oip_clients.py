@@ -5,8 +5,6 @@ tensors and results must equal the job API's for the same photo. Each client run
 process (see tests/gateway/oip_clients.py for why)."""
 
 import json
-import subprocess
-import sys
 
 import httpx
 import numpy as np
@@ -16,6 +14,7 @@ import redis
 from services.cli.redis_server import free_port
 from services.core.settings import Settings
 from tests.clirun import ROOT
+from tests.gateway import oip_clients
 from tests.workers import gateway_server, make_worker, worker_threads
 
 SERVED = ROOT / "pipelines.yaml"
@@ -55,27 +54,7 @@ def job_api_results(served, photos):
 
 def drive(client: str, served, model: str, files) -> dict:
     url, target = served
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.gateway.oip_clients",
-            client,
-            "--http",
-            url,
-            "--grpc",
-            target,
-            "--model",
-            model,
-            *map(str, files),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)
+    return oip_clients.drive(client, url, target, model, files)
 
 
 @pytest.fixture(scope="module")
