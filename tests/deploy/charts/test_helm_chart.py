@@ -267,3 +267,31 @@ def test_every_top_level_value_is_documented():
         while start > 0 and lines[start - 1].startswith("#"):
             start -= 1  # to the first line of the comment block above the key
         assert lines[start].startswith("# --"), f"values.yaml: {lines[i]!r} has no '# --' doc"
+
+
+def gateway_of(docs) -> tuple[dict[str, Any], dict[str, Any]]:
+    (deployment,) = [
+        d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-gateway")
+    ]
+    (service,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-gateway")]
+    return deployment["spec"]["template"]["spec"]["containers"][0], service
+
+
+def test_gateway_exposes_v2_grpc_and_can_turn_it_off():
+    docs = render(None)
+    container, service = gateway_of(docs)
+    assert env_of(container)["GRPC_PORT"] == "8081"
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    probe = container["startupProbe"]["grpc"]
+    assert probe == {"port": 8081, "service": "inference.GRPCInferenceService"}
+    (grpc_port,) = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    assert grpc_port["targetPort"] == "grpc" and grpc_port["appProtocol"] == "grpc"
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
+    ingress_ports = policies["pf-posefleet-gateway-ingress"]["ingress"][0]["ports"]
+    assert [p["port"] for p in ingress_ports] == ["http", "grpc"]
+
+    off = render(None, True, "gateway.grpc.enabled=false")
+    container, service = gateway_of(off)
+    assert env_of(container)["GRPC_PORT"] == "0"
+    assert [p["name"] for p in container["ports"]] == ["http"] and "startupProbe" not in container
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
