@@ -23,10 +23,13 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -39,7 +42,19 @@ console = Console(stderr=True)
 
 
 @dataclass
-class ToolRow(Row):
+class OipRow(Row):
+    """A row with the gateway's CPU time per request: the protocol's own cost, which the
+    models' time hides in img/s (image decoding for validation is in it, on both paths)."""
+
+    gateway_cpu_ms: float | None = None
+
+    def summary(self, price_per_hour: float) -> dict[str, object]:
+        cpu = None if self.gateway_cpu_ms is None else round(self.gateway_cpu_ms, 2)
+        return {**super().summary(price_per_hour), "gateway_cpu_ms_per_request": cpu}
+
+
+@dataclass
+class ToolRow(OipRow):
     """A row from a load tool that reports throughput and percentiles, not every latency."""
 
     count: int = 0
@@ -134,7 +149,7 @@ def hey_row(url: str, photo: Path, concurrency: int, requests: int) -> Row:
     ]
     started = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=True)
-    row = Row("job API (hey)", concurrency, seconds=time.perf_counter() - started)
+    row = OipRow("job API (hey)", concurrency, seconds=time.perf_counter() - started)
     for record in csv.DictReader(io.StringIO(run.stdout)):
         status = int(record["status-code"])
         if status == 200:  # the finished job (202 = not finished within the wait)
@@ -143,6 +158,24 @@ def hey_row(url: str, photo: Path, concurrency: int, requests: int) -> Row:
             row.rejected += 1
         else:
             row.errors += 1
+    return row
+
+
+def gateway_process(base: str) -> psutil.Process:
+    """The process listening on the gateway's port (the stack's gateway)."""
+    port = int(base.rsplit(":", 1)[1])
+    for conn in psutil.net_connections("tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return psutil.Process(conn.pid)
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def measured(gateway: psutil.Process, measure: Callable[[], OipRow]) -> OipRow:
+    before = sum(gateway.cpu_times()[:2])
+    row = measure()
+    done = row.count if isinstance(row, ToolRow) else len(row.latencies_ms)
+    spent_ms = (sum(gateway.cpu_times()[:2]) - before) * 1000
+    row.gateway_cpu_ms = spent_ms / done if done else None
     return row
 
 
@@ -162,22 +195,27 @@ def oip_rows(
             timeout=120,
         )  # warm-up
         http_target = base.removeprefix("http://")
+        gateway = gateway_process(base)
+        jobs = f"{base}/v1/pipelines/{MODEL}/jobs"
         for c in concurrencies:
             console.print(f"V2 vs job API at concurrency {c}")
-            count = max(requests, c)  # every client sends at least one request
-            rows.append(hey_row(f"{base}/v1/pipelines/{MODEL}/jobs", image, c, count))
-            rows.append(
-                perf_analyzer_row("V2 HTTP (perf_analyzer)", "http", http_target, data, c, count)
-            )
-            rows.append(
-                perf_analyzer_row("V2 gRPC (perf_analyzer)", "grpc", grpc_target, data, c, count)
-            )
+            n = max(requests, c)  # every client sends at least one request
+            rows.append(measured(gateway, partial(hey_row, jobs, image, c, n)))
+            for name, protocol, target in (
+                ("V2 HTTP (perf_analyzer)", "http", http_target),
+                ("V2 gRPC (perf_analyzer)", "grpc", grpc_target),
+            ):
+                rows.append(
+                    measured(
+                        gateway, partial(perf_analyzer_row, name, protocol, target, data, c, n)
+                    )
+                )
     return rows
 
 
 def report(rows: list[Row]) -> None:
     table = Table(title=f"{MODEL}: V2 (perf_analyzer) vs the job API (hey), same photo")
-    for column in (
+    columns = [
         "path",
         "conc.",
         "requests",
@@ -187,13 +225,16 @@ def report(rows: list[Row]) -> None:
         "p99 ms",
         "429s",
         "errors",
+        "gateway CPU ms/req",
         "img/s vs job API",
-    ):
+    ]
+    for column in columns:
         table.add_column(column, justify="right")
     baseline = {r.concurrency: r.images_per_s for r in rows if r.name.startswith("job API")}
     for row in rows:
         done = row.count if isinstance(row, ToolRow) else len(row.latencies_ms)
         ratio = row.images_per_s / (baseline[row.concurrency] or float("nan"))
+        cpu = row.gateway_cpu_ms if isinstance(row, OipRow) else None
         table.add_row(
             row.name,
             str(row.concurrency),
@@ -204,6 +245,7 @@ def report(rows: list[Row]) -> None:
             f"{row.pct(99):.1f}",
             str(row.rejected),
             str(row.errors),
+            "" if cpu is None else f"{cpu:.1f}",
             f"{ratio:.2f}",
         )
     Console(width=150).print(table)
