@@ -4,6 +4,7 @@ clients we did not write are in test_oip_clients.py."""
 
 import base64
 import json
+import socket
 import struct
 
 import grpc
@@ -18,7 +19,7 @@ from services.gateway.v2.proto import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.gateway.conftest import OIP_PIPELINES, png
 from tests.scrape import delta, scrape
 from tests.stages import person
-from tests.workers import make_worker, worker_threads
+from tests.workers import gateway_server, make_worker, worker_threads
 
 
 def bytes_tensor(*elements: bytes) -> bytes:
@@ -410,3 +411,15 @@ def test_inferences_are_counted_by_protocol_and_outcome(oip, workers):
     assert delta(before, after, count, protocol="grpc", model="people", outcome="ok") == 1
     unknown = {"protocol": "rest", "model": "unknown", "outcome": "model_not_found"}
     assert delta(before, after, count, **unknown) == 1
+
+
+# uvicorn leaves a failed start-up with SystemExit in its thread; that is the behaviour tested
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_grpc_port_held_by_another_process_stops_start_up(redis_url):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = f"127.0.0.1:{held.getsockname()[1]}"
+        settings = Settings(redis_url=redis_url, pipelines_file=OIP_PIPELINES)
+        with pytest.raises(RuntimeError, match="did not start"), gateway_server(settings, busy):
+            pass
