@@ -24,11 +24,16 @@ from services.gateway.deps import Gateway, tenant_of
 from services.gateway.errors import Problem
 from services.gateway.routes.health import readiness
 from services.gateway.v2.errors import OIP_REQUESTS, as_problem, grpc_code
-from services.gateway.v2.infer import InferRequest, InferResponse, InputTensor, infer
+from services.gateway.v2.infer import (
+    InferRequest,
+    InferResponse,
+    InputTensor,
+    infer,
+    timeout_parameter,
+)
 from services.gateway.v2.models import VERSION, ModelCatalog, server_metadata
 from services.gateway.v2.proto import grpc_predict_v2_pb2 as pb
 from services.gateway.v2.proto import grpc_predict_v2_pb2_grpc as pb_grpc
-from services.gateway.v2.restbody import timeout_s
 from services.gateway.v2.wire import deserialize_bytes
 
 log = logging.getLogger("posefleet.gateway.v2")
@@ -133,18 +138,22 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
 
 def _infer_request(request: Any, context: Any) -> InferRequest:
     raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise Problem(
+            400,
+            "bad_request",
+            f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs; send one per input",
+        )
     inputs = []
     for position, tensor in enumerate(request.inputs):
         if raw:
-            if position >= len(raw):
-                raise Problem(400, "bad_request", "fewer raw_input_contents than inputs")
             values = deserialize_bytes(raw[position], f"input '{tensor.name}'")
         else:
             values = list(tensor.contents.bytes_contents)
         inputs.append(InputTensor(tensor.name, tensor.datatype, tuple(tensor.shape), values))
     params = {k: _parameter(v) for k, v in request.parameters.items()}
     remaining = context.time_remaining()
-    budget = timeout_s(params)
+    budget = timeout_parameter(params)
     if remaining is not None:
         budget = remaining if budget is None else min(budget, remaining)
     metadata = dict(context.invocation_metadata() or ())

@@ -82,6 +82,16 @@ async def infer(
     )
 
 
+def timeout_parameter(params: dict[str, Any]) -> float | None:
+    """Triton's request parameter ``timeout`` (microseconds, REST and gRPC alike), in s."""
+    value = params.get("timeout")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise Problem(400, "bad_request", "the 'timeout' parameter is a positive number of µs")
+    return value / 1e6
+
+
 def image_batch(model: PipelineModel, inputs: list[InputTensor], settings: Settings) -> list[bytes]:
     """The images of the request: exactly one BYTES input named `image`, 1..oip_max_batch long,
     each within max_image_bytes (the job API's upload limit)."""

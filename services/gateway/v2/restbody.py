@@ -16,7 +16,7 @@ from typing import Any
 from fastapi.responses import Response
 
 from services.gateway.errors import Problem
-from services.gateway.v2.infer import InferRequest, InferResponse, InputTensor
+from services.gateway.v2.infer import InferRequest, InferResponse, InputTensor, timeout_parameter
 from services.gateway.v2.models import INPUT
 from services.gateway.v2.wire import decode_base64, deserialize_bytes, flatten
 
@@ -70,22 +70,12 @@ def parse(
             id=str(doc.get("id") or ""),
             inputs=inputs,
             outputs=[o["name"] for o in outputs],
-            timeout_s=timeout_s(params),
+            timeout_s=timeout_parameter(params),
             idempotency_key=key,
         ),
         per_output,
         bool(params.get("binary_data_output", False)),
     )
-
-
-def timeout_s(params: dict[str, Any]) -> float | None:
-    """Triton's request parameter ``timeout``, in microseconds."""
-    value = params.get("timeout")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise Problem(400, "bad_request", "the 'timeout' parameter is a positive number of µs")
-    return value / 1e6
 
 
 def render(rest: RestInfer, response: InferResponse) -> Response:
