@@ -53,7 +53,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=ready)
 
     async def ModelReady(self, request: Any, context: Any) -> pb.ModelReadyResponse:
-        async def ready() -> pb.ModelReadyResponse:
+        async def ready(_caller: str) -> pb.ModelReadyResponse:
             if request.name not in self.catalog.models or request.version not in ("", VERSION):
                 return pb.ModelReadyResponse(ready=False)  # like Triton: not ready, no error
             is_ready, _ = await readiness(self.gw)
@@ -62,13 +62,13 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return await self._call(context, ready)
 
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
-        async def metadata() -> pb.ServerMetadataResponse:
+        async def metadata(_caller: str) -> pb.ServerMetadataResponse:
             return pb.ServerMetadataResponse(**server_metadata())
 
         return await self._call(context, metadata)
 
     async def ModelMetadata(self, request: Any, context: Any) -> pb.ModelMetadataResponse:
-        async def metadata() -> pb.ModelMetadataResponse:
+        async def metadata(_caller: str) -> pb.ModelMetadataResponse:
             doc = self.catalog.get(request.name, request.version).metadata()
             return pb.ModelMetadataResponse(
                 name=doc["name"],
@@ -81,7 +81,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         return await self._call(context, metadata)
 
     async def ModelConfig(self, request: Any, context: Any) -> pb.ModelConfigResponse:
-        async def config() -> pb.ModelConfigResponse:
+        async def config(_caller: str) -> pb.ModelConfigResponse:
             doc = self.catalog.get(request.name, request.version).config()
             return pb.ModelConfigResponse(
                 config=pb.ModelConfig(
@@ -98,9 +98,9 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: Any) -> pb.ModelInferResponse:
         raw = len(request.raw_input_contents) > 0
 
-        async def run() -> pb.ModelInferResponse:
+        async def run(caller: str) -> pb.ModelInferResponse:
             call = _infer_request(request, context)
-            return _reply(await infer(self.gw, self.catalog, call, self._caller(context)), raw)
+            return _reply(await infer(self.gw, self.catalog, call, caller), raw)
 
         return await self._call(context, run, counted=request.model_name)
 
@@ -111,14 +111,14 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         )
 
     async def _call(
-        self, context: Any, work: Callable[[], Awaitable[Reply]], counted: str | None = None
+        self, context: Any, work: Callable[[str], Awaitable[Reply]], counted: str | None = None
     ) -> Reply:
-        """Authenticate, run, and turn a Problem or a Redis outage into a status code; an
-        inference (``counted`` = its model) is counted by outcome."""
+        """Authenticate, run ``work`` for the caller's tenant, and turn a Problem or a Redis
+        outage into a status code; an inference (``counted`` = its model) is counted by
+        outcome."""
         outcome = "ok"
         try:
-            self._caller(context)
-            return await work()
+            return await work(self._caller(context))
         except Exception as exc:
             problem = as_problem(exc)
             outcome = problem.code if problem else "internal"
