@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test test-fast install models lint format test-data clean loadtest bench k8s docs
+.PHONY: up test test-fast install models lint format test-data clean loadtest bench bench-tools k8s docs proto
 
 up: install
 	$(BIN)/posefleet up
 
-test: install test-data
+test: install test-data bench-tools
 	$(BIN)/ruff check services tests loadtest tools examples
 	$(BIN)/python -m pytest
 
@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pip install --quiet --no-deps -e $(PLUGIN)
+	$(BIN)/python -m tools.nodeps
 	touch $@
 
 # Bounded headless locust against a fresh local stack (loopback only); reports in out/.
@@ -38,8 +39,16 @@ loadtest: install
 	$(BIN)/python -m loadtest.run_local --duration 30s --users 4
 
 # Side-by-side benchmark (raw / posefleet / naive / transport ceiling / overload): a few minutes.
-bench: install
+bench: install bench-tools
 	$(BIN)/python -m loadtest.bench
+
+# The V2 rows' load tools: Debian's hey (job API) and libb64 for perf_analyzer (which
+# loadtest/perf_analyzer.py fetches from PyPI).
+bench-tools:
+	@dpkg -s hey libb64-0d >/dev/null 2>&1 || { \
+	  echo "installing Debian's hey and libb64-0d for the V2 benchmark"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey libb64-0d; }
 
 models: install
 	$(BIN)/posefleet models build
@@ -47,6 +56,10 @@ models: install
 # Re-render k8s/base from the Helm chart (the tests fail while it is stale).
 k8s: install
 	$(BIN)/python -m tools.render_k8s
+
+# Regenerate the V2 gRPC stubs from services/gateway/v2/proto (a test fails while they are stale).
+proto: install
+	$(BIN)/python -m tools.proto
 
 # Regenerate docs/configuration.md from Settings (a test fails while it is stale).
 docs: install

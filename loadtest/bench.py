@@ -11,6 +11,8 @@ Rows:
   naive      one FastAPI app running both models per request, one uvicorn process per core
   ceiling    posefleet with a no-op stage and a tiny image: jobs/s of the transport alone
   overload   posefleet at 3x the saturation concurrency with a small backlog limit: 429s shed load
+  V2 / job API (hey)  the Open Inference Protocol over HTTP and gRPC (perf_analyzer) beside the
+             job API (hey) on the same stack, photo and concurrency (loadtest/oip_bench.py)
 Columns follow AWS's OpenPose-on-Inferentia table: img/s, latency, cost per 1000 images.
 """
 
@@ -236,9 +238,13 @@ def main() -> int:
     rows = [run_raw(images, args.requests)]
     with tempfile.TemporaryDirectory() as tmp:
         console.print("posefleet: starting the stack")
-        with posefleet_stack(tmp, "pose") as base:
+        grpc_port = free_port()
+        with posefleet_stack(tmp, "pose", GRPC_PORT=str(grpc_port)) as base:
             url = base + "/v1/pipelines/pose/jobs"
             rows += [measure(url, "posefleet", 1), measure(url, "posefleet", c)]
+            from loadtest.oip_bench import oip_rows  # it builds on this module's rows
+
+            rows += oip_rows(base, f"127.0.0.1:{grpc_port}", images[0], [1, c], args.requests)
         console.print("overload: 3x saturation with a small backlog limit")
         with posefleet_stack(tmp, "overload", POSEFLEET_MAX_BACKLOG=str(c)) as base:
             rows.append(measure(base + "/v1/pipelines/pose/jobs", "overload", 3 * c))

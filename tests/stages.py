@@ -64,3 +64,32 @@ class Total(Handler):
             {"total": v, "parts": len(t.inputs["values"])}
             for v, t in zip(outputs, tasks, strict=True)
         ]
+
+
+class People(Handler):
+    """image -> one made-up person per ``person`` in its bytes (pose-shaped, for the V2 tensor
+    mapping) and a label; ``poison`` is bad input."""
+
+    def preprocess(self, tasks: list[Task]) -> list[bytes]:
+        for t in tasks:
+            if b"poison" in t.inputs["image"]:
+                raise TaskError("poisoned image")
+        return [t.inputs["image"] for t in tasks]
+
+    def inference(self, batch: list[bytes]) -> list[dict[str, Any]]:
+        return [{"count": b.count(b"person"), "size": len(b)} for b in batch]
+
+    def postprocess(self, outputs: list[dict[str, Any]], tasks: list[Task]) -> list[dict[str, Any]]:
+        return [
+            {"people": [person(i, o["size"]) for i in range(o["count"])], "label": f"n{o['count']}"}
+            for o in outputs
+        ]
+
+
+def person(i: int, size: int) -> dict[str, Any]:
+    keypoints = [
+        {"name": f"k{k}", "x": float(i + k), "y": float(size % 97 + k), "score": 0.5 + k / 100}
+        for k in range(17)
+    ]
+    box = [float(i), 1.0, float(i + 10), 20.5]
+    return {"box": box, "score": 0.25 + i / 10, "keypoints": keypoints}

@@ -60,12 +60,13 @@ def worker_threads() -> Iterator[Callable[[Worker], Worker]]:
 
 
 @contextmanager
-def gateway_server(settings: Settings) -> Iterator[str]:
-    """uvicorn serving the real app on a free port, in a thread; yields its base URL."""
+def gateway_server(settings: Settings, grpc_address: str | None = None) -> Iterator[str]:
+    """uvicorn serving the real app on a free port, in a thread; yields its base URL. With
+    ``grpc_address`` the app serves V2 gRPC there too."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, grpc_address),
             host="127.0.0.1",
             port=port,
             log_level="warning",

@@ -47,16 +47,35 @@ def build_models_with_progress(console: Console, names: list[str] | None) -> lis
         return build_models(names, settings.model_root, settings.cache_dir, report)
 
 
-def ensure_port_free(host: str, port: int) -> None:
+def ensure_port_free(
+    host: str, port: int, what: str = "the gateway", option: str = "--port N or PORT=N"
+) -> None:
     """Fail before starting anything, with the fix, rather than after a gateway crash."""
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError as exc:
             raise RuntimeError(
-                f"cannot use {host}:{port} for the gateway ({exc.strerror}); "
-                "choose another port with --port N or PORT=N"
+                f"cannot use {host}:{port} for {what} ({exc.strerror}); "
+                f"choose another port with {option}"
             ) from None
+
+
+DEFAULT_GRPC_PORT = 8081
+
+
+def choose_grpc_port(host: str, wanted: int | None) -> int:
+    """The V2 gRPC port: the one asked for (which must be free; 0 = none), else 8081, else
+    a free one — a second local stack on the same machine still comes up, and says where."""
+    if wanted is not None:
+        if wanted:
+            ensure_port_free(host, wanted, "V2 gRPC", "--grpc-port N or GRPC_PORT=N (0 = off)")
+        return wanted
+    try:
+        ensure_port_free(host, DEFAULT_GRPC_PORT)
+    except RuntimeError:
+        return free_port()
+    return DEFAULT_GRPC_PORT
 
 
 def wait_for_workers(redis_url: str, workers: dict[str, tuple[str, int]], timeout_s: float) -> None:
@@ -89,6 +108,7 @@ def run_local_system(
     redis_url: str | None,
     workers_per_stage: int,
     build: bool,
+    grpc_port: int | None = None,
 ) -> int:
     from services.cli.redis_server import start_redis
     from services.cli.supervised import supervised
@@ -96,6 +116,7 @@ def run_local_system(
 
     settings = get_settings()
     ensure_port_free(host, port)
+    grpc_port = choose_grpc_port(host, grpc_port)
     config = load_pipelines(settings.pipelines_file)
     stages = sorted({s for p in config.pipelines.values() for s in p.stages()})
     # catalog models only: imported ones are in the repository already
@@ -114,6 +135,7 @@ def run_local_system(
         "POSEFLEET_REDIS_URL": redis_url,
         "HOST": host,
         "PORT": str(port),
+        "GRPC_PORT": str(grpc_port),
         "PYTHONUNBUFFERED": "1",
     }
     policy = RestartPolicy(
@@ -144,11 +166,13 @@ def run_local_system(
         with console.status("waiting for the workers to load their models"):
             wait_for_workers(redis_url, workers, timeout_s=120)
         base = f"http://{host}:{port}"
+        v2 = f"  V2 (Open Inference Protocol): {base}/v2, gRPC {host}:{grpc_port}\n"
         console.print(
             f"[bold green]Posefleet is up[/bold green]: {base}  (API docs {base}/docs)\n"
             f"  console: open {base}/ in a browser and drop a photo\n"
             f"  curl -X POST --data-binary @photo.jpg -H 'Content-Type: image/jpeg' "
             f"-H 'Prefer: wait=10' {base}/v1/pipelines/pose/jobs\n"
+            f"{v2 if grpc_port else ''}"
             "  A crashed process is restarted; Ctrl-C stops everything."
         )
         return supervisor.run_until_stopped()

@@ -54,6 +54,13 @@ def up(
         typer.Option(envvar="POSEFLEET_REDIS_URL", help="use this Redis instead of starting one"),
     ] = None,
     build: Annotated[bool, typer.Option(help="build missing models first")] = True,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="GRPC_PORT",
+            help="V2 gRPC port (default 8081, or a free one if 8081 is taken; 0 = no gRPC)",
+        ),
+    ] = None,
 ) -> None:
     """Start Redis, the gateway and one worker per stage; Ctrl-C stops everything cleanly."""
     from services.cli.local import run_local_system
@@ -66,6 +73,7 @@ def up(
             redis_url=redis_url or None,  # an empty POSEFLEET_REDIS_URL means "start one"
             workers_per_stage=workers_per_stage,
             build=build,
+            grpc_port=grpc_port,
         )
     )
 

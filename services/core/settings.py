@@ -229,6 +229,18 @@ class Settings(BaseSettings):
     # transitions (finished, failed, retry scheduled) publish nothing, so this bounds how late
     # the stream reports them. Frame results are pushed by the control worker immediately.
     events_batch_poll_s: float = Field(1.0, gt=0)
+    # Open Inference Protocol (KServe V2): REST on the gateway's port, gRPC on the GRPC_PORT
+    # env var (like PORT; default 8081, 0 = off); services/gateway/v2, docs/oip.md. A V2
+    # inference waits for its jobs at most max_wait_s, like Prefer: wait.
+
+    # Images in one V2 inference (the `image` tensor's length): each becomes a job, so this
+    # bounds the jobs one request creates; 64 covers any client-side batching we have seen
+    # (perf_analyzer, Triton ensembles) while keeping one request from flooding a stage.
+    oip_max_batch: int = Field(64, ge=1)
+    # Largest V2 request: a REST body or a gRPC message (gRPC's own default is 4 MiB, below
+    # one max_image_bytes image). 64 MiB holds a few full-size images plus base64's 4/3 overhead;
+    # every image is still held to max_image_bytes.
+    oip_max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
 
 @lru_cache(maxsize=1)

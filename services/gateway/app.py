@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from services.core.dag import DagSteps
 from services.core.pipeline import load_pipelines
 from services.core.settings import Settings, get_settings
-from services.gateway import errors
+from services.gateway import errors, v2
 from services.gateway.deps import Gateway
 from services.gateway.edge import HeaderLimits
 from services.gateway.events import JobEvents
@@ -30,7 +30,8 @@ from services.gateway.routes import (
 from services.gateway.store import connect
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, grpc_address: str | None = None) -> FastAPI:
+    """The gateway; with ``grpc_address`` (host:port) it also serves V2 gRPC in its lifespan."""
     settings = settings or get_settings()
     # Loaded here, not in the lifespan: a broken pipelines file stops start-up with its message.
     config = load_pipelines(settings.pipelines_file)
@@ -47,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, config, client, DagSteps(client), events, sync_client, SharedReads(client)
         )
         try:
-            yield
+            async with v2.serving(app, app.state.gateway, grpc_address):
+                yield
         finally:
             await events.stop()
             await client.aclose()
@@ -77,5 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pipelines.router)
     app.include_router(health.router)
     app.include_router(docs.router)
+    app.include_router(v2.router)
     console.mount(app)
     return app

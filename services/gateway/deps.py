@@ -36,11 +36,20 @@ def gateway(request: Request) -> Gateway:
 def tenant(request: Request) -> str:
     """API keys map to tenants (``POSEFLEET_API_KEYS='{"key": "tenant"}'``); none configured
     means an open gateway whose callers all share the ``default`` tenant."""
-    api_keys = request.app.state.gateway.settings.api_keys
+    return tenant_of(
+        request.app.state.gateway.settings,
+        request.headers.get("authorization", ""),
+        request.headers.get("x-api-key"),
+    )
+
+
+def tenant_of(settings: Settings, authorization: str, api_key: str | None) -> str:
+    """The tenant of a caller's credentials (an ``Authorization: Bearer`` value, else an
+    ``X-API-Key``), whichever protocol carried them: HTTP headers or gRPC metadata."""
+    api_keys = settings.api_keys
     if not api_keys:
         return "default"
-    header = request.headers.get("authorization", "")
-    key = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    key = authorization[7:] if authorization.lower().startswith("bearer ") else api_key
     if not key:
         raise Problem(
             401,

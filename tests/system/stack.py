@@ -21,6 +21,7 @@ class Stack:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    grpc: str  # host:port of the V2 gRPC service
 
     def children(self) -> set[int]:
         return descendants(self.proc.pid)
@@ -51,7 +52,7 @@ def descendants(pid: int) -> set[int]:
 def local_stack(model_root: Path, *extra: str) -> Iterator[Stack]:
     """A stack on a free port with a private cache dir (its own Redis data) and the suite's
     already-built models."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as cache:
         env = {
             "POSEFLEET_CACHE_DIR": cache,
@@ -59,5 +60,6 @@ def local_stack(model_root: Path, *extra: str) -> Iterator[Stack]:
             "POSEFLEET_REDIS_URL": "",
         }
         log = Path(cache) / "up.log"
-        with start_local_stack(port, log, "--no-build", *extra, env=env) as proc:
-            yield Stack(f"http://127.0.0.1:{port}", proc, log)
+        flags = ("--no-build", "--grpc-port", str(grpc_port), *extra)
+        with start_local_stack(port, log, *flags, env=env) as proc:
+            yield Stack(f"http://127.0.0.1:{port}", proc, log, f"127.0.0.1:{grpc_port}")

@@ -23,8 +23,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(gw: GatewayDep) -> Response:
+async def readiness(gw: Gateway) -> tuple[bool, dict[str, Any]]:
+    """Whether the gateway can take jobs (Redis answers, waiters can be woken), and why; every
+    protocol's readiness (/readyz, the V2 health endpoints) is this one check."""
     checks: dict[str, Any] = {"pipelines": sorted(gw.config.pipelines)}
     try:
         await gw.redis.ping()
@@ -32,7 +33,12 @@ async def readyz(gw: GatewayDep) -> Response:
     except redis.RedisError as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}: {exc}"
     checks["events"] = "ok" if gw.events.subscribed else "not subscribed"
-    ready = checks["redis"] == "ok" and checks["events"] == "ok"
+    return checks["redis"] == "ok" and checks["events"] == "ok", checks
+
+
+@router.get("/readyz")
+async def readyz(gw: GatewayDep) -> Response:
+    ready, checks = await readiness(gw)
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,

@@ -67,23 +67,26 @@ async def read_upload(request: Request, limit: int, what: str = "image") -> byte
             raise Problem(400, "missing_file", f"multipart body needs the {what} in a 'file' part")
         data = await upload.read()
     else:
-        chunks, size = [], 0
-        try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise Problem(
-                        413, f"{what}_too_large", f"the body exceeds the {limit}-byte limit"
-                    )
-                chunks.append(chunk)
-        except ClientDisconnect:
-            raise Problem(400, "incomplete_body", "the client closed the request early") from None
-        data = b"".join(chunks)
+        data = await read_body(request, limit, what)
     if len(data) > limit:
         raise Problem(413, f"{what}_too_large", f"the {what} exceeds the {limit}-byte limit")
     if not data:
         raise Problem(400, "empty_body", f"send the {what} bytes as the body or a 'file' part")
     return data
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The raw body, refused with 413 as soon as it grows past ``limit`` bytes."""
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, f"{what}_too_large", f"the body exceeds the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Problem(400, "incomplete_body", "the client closed the request early") from None
+    return b"".join(chunks)
 
 
 def _job_response(view: dict[str, Any], waited: float | None) -> JSONResponse:

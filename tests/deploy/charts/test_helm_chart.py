@@ -312,3 +312,31 @@ def test_webhooks_get_their_secret_and_only_public_egress():
     assert [p["port"] for p in rule["ports"]] == [443]
     missing = helm("template", "pf", str(CHART), "--set", "webhooks.enabled=true", check=False)
     assert missing.returncode != 0 and "webhooks.existingSecret is required" in missing.stderr
+
+
+def gateway_of(docs) -> tuple[dict[str, Any], dict[str, Any]]:
+    (deployment,) = [
+        d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-gateway")
+    ]
+    (service,) = [s for s in of_kind(docs, "Service") if s["metadata"]["name"].endswith("-gateway")]
+    return deployment["spec"]["template"]["spec"]["containers"][0], service
+
+
+def test_gateway_exposes_v2_grpc_and_can_turn_it_off():
+    docs = render(None)
+    container, service = gateway_of(docs)
+    assert env_of(container)["GRPC_PORT"] == "8081"
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    probe = container["startupProbe"]["grpc"]
+    assert probe == {"port": 8081, "service": "inference.GRPCInferenceService"}
+    (grpc_port,) = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    assert grpc_port["targetPort"] == "grpc" and grpc_port["appProtocol"] == "grpc"
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
+    ingress_ports = policies["pf-posefleet-gateway-ingress"]["ingress"][0]["ports"]
+    assert [p["port"] for p in ingress_ports] == ["http", "grpc"]
+
+    off = render(None, True, "gateway.grpc.enabled=false")
+    container, service = gateway_of(off)
+    assert env_of(container)["GRPC_PORT"] == "0"
+    assert [p["name"] for p in container["ports"]] == ["http"] and "startupProbe" not in container
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]

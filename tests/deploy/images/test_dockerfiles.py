@@ -263,17 +263,22 @@ def ports_and_paths(df: Dockerfile) -> list[str]:
         if df.service == "gateway":
             main = (ROOT / "services" / "gateway" / "__main__.py").read_text()
             port = re.search(r'environ\.get\("PORT", "(\d+)"\)', main)[1]
+            grpc = re.search(r'environ\.get\("GRPC_PORT", "(\d+)"\)', main)[1]
             if env.get("PORT") != port:
                 found.append(
                     f"target {stage.name}: PORT={env.get('PORT')}, the gateway's is {port}"
                 )
+            if env.get("GRPC_PORT") != grpc:
+                found.append(f"target {stage.name}: GRPC_PORT={env.get('GRPC_PORT')}, not {grpc}")
+            ports = [port, grpc]
         else:
             port = str(Settings.model_fields["metrics_port"].default)
+            ports = [port]
             model_root = [dst for f, _, dst in stage.copies() if f.get("from") == "models"]
             if env.get("POSEFLEET_MODEL_ROOT") not in model_root:
                 found.append(f"target {stage.name}: POSEFLEET_MODEL_ROOT is not where /models goes")
-        if stage.values("EXPOSE") != [port]:
-            found.append(f"target {stage.name}: EXPOSE {stage.values('EXPOSE')}, expected {port}")
+        if " ".join(stage.values("EXPOSE")).split() != ports:
+            found.append(f"target {stage.name}: EXPOSE {stage.values('EXPOSE')}, expected {ports}")
         for key in ("HOME", "TMPDIR", "POSEFLEET_CACHE_DIR"):
             if not env.get(key, "").startswith("/tmp"):
                 found.append(
@@ -392,7 +397,8 @@ BREAKAGES = [
     ("gateway", "ENTRYPOINT []\n", "", "ENTRYPOINT"),
     ("pose", "EXPOSE 9100", "EXPOSE 8000", "EXPOSE"),
     ("gateway", "EXPOSE 8080", "EXPOSE 8000", "EXPOSE"),
-    ("gateway", "PORT=8080", "PORT=9000", "the gateway's is"),
+    ("gateway", " PORT=8080", " PORT=9000", "the gateway's is"),
+    ("gateway", "GRPC_PORT=8081", "GRPC_PORT=9001", "GRPC_PORT=9001, not 8081"),
     ("gateway", "HOME=/tmp", "HOME=/home/app", "HOME must be under /tmp"),
     ("pose", "ROOT=/models \\\n", "ROOT=/srv/models \\\n", "POSEFLEET_MODEL_ROOT is not where"),
     ("pose", "ROOT=/models POSEFLEET_CACHE_DIR", "ROOT=/srv POSEFLEET_CACHE_DIR", "into /models"),
