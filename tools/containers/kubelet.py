@@ -35,6 +35,7 @@ from pathlib import Path
 
 import docker as docker_sdk
 
+from services.core.redis_server import free_port
 from tools.containers.dockercli import DockerError, docker
 from tools.containers.engine import _default_route_mtu
 from tools.containers.podspec import Doc, Pod, Probe, Unsupported, pods, test_pods
@@ -109,6 +110,8 @@ class Fleet:
         self.publish = publish or {}
         self.pods = [p for p in pods(docs, namespace) if select(p)]
         self.states: dict[str, PodState] = {}
+        # (pod, container port) -> host port on 127.0.0.1, kept across restarts
+        self.published: dict[tuple[str, int], int] = {}
         self.client = docker_sdk.from_env(timeout=120)
         self.files = Path(tempfile.mkdtemp(prefix=f"posefleet-{name}-"))
         self.files.chmod(0o755)  # configMap files are read by the pods' non-root users
@@ -213,9 +216,7 @@ class Fleet:
 
     def url(self, owner: str, port: int) -> str:
         """http://127.0.0.1:N of a published container port of the owner's first pod."""
-        state = next(s for s in self.states.values() if s.pod.owner == owner)
-        binding = docker("port", state.container, f"{port}/tcp").splitlines()[0]
-        return f"http://{binding.strip()}"
+        return f"http://127.0.0.1:{self.published[(self.pod_of(owner), port)]}"
 
     def pod_of(self, owner: str) -> str:
         return next(p.name for p in self.pods if p.owner == owner)
@@ -309,7 +310,8 @@ class Fleet:
         if c.working_dir:
             argv += ["--workdir", c.working_dir]
         for port in self.publish.get(pod.owner, []):
-            argv += ["--publish", f"127.0.0.1::{port}"]
+            host_port = self.published.setdefault((pod.name, port), free_port())
+            argv += ["--publish", f"127.0.0.1:{host_port}:{port}"]
         command = list(c.command or [])
         if command:  # Kubernetes' command replaces the entrypoint, and then the image's CMD too
             argv += ["--entrypoint", command[0], c.image, *command[1:], *(c.args or [])]

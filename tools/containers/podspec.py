@@ -29,7 +29,7 @@ IGNORED = {
 }
 POD_FIELDS = {
     "containers", "securityContext", "terminationGracePeriodSeconds", "volumes", "restartPolicy",
-    *IGNORED,
+    "enableServiceLinks", *IGNORED,
 }  # fmt: skip
 CONTAINER_FIELDS = {
     "name", "image", "imagePullPolicy", "command", "args", "env", "envFrom", "ports",
@@ -186,8 +186,40 @@ class Objects:
         return values[ref["key"]].decode()
 
 
-def _resolve_env(spec: Doc, objects: Objects, pod_name: str, namespace: str) -> dict[str, str]:
-    env: dict[str, str] = {}
+def service_links(docs: list[Doc]) -> dict[str, str]:
+    """The variables the kubelet puts in every container for each Service of the namespace
+    (and the API server's `kubernetes` Service) while the pod's enableServiceLinks is true, as
+    it is by default: FOO_SERVICE_HOST, FOO_PORT=tcp://IP:PORT, ... Their names can collide with
+    an application's own prefix (a Service `posefleet-redis` gives POSEFLEET_REDIS_PORT), so
+    they are injected here too. The addresses are stand-in ClusterIPs (nothing answers there),
+    as a cluster's are no pod's."""
+    services = [("kubernetes", [{"name": "https", "port": 443, "protocol": "TCP"}])]
+    services += [
+        (d["metadata"]["name"], d["spec"]["ports"]) for d in docs if d["kind"] == "Service"
+    ]
+    env = {}
+    for index, (name, ports) in enumerate(services, start=1):
+        prefix, ip = name.upper().replace("-", "_"), f"10.96.0.{index}"
+        env[f"{prefix}_SERVICE_HOST"] = ip
+        env[f"{prefix}_SERVICE_PORT"] = str(ports[0]["port"])
+        env[f"{prefix}_PORT"] = (
+            f"{ports[0].get('protocol', 'TCP').lower()}://{ip}:{ports[0]['port']}"
+        )
+        for port in ports:
+            number, protocol = port["port"], port.get("protocol", "TCP")
+            if "name" in port:
+                env[f"{prefix}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(number)
+            base = f"{prefix}_PORT_{number}_{protocol}"
+            env[base] = f"{protocol.lower()}://{ip}:{number}"
+            env |= {f"{base}_PROTO": protocol.lower(), f"{base}_PORT": str(number)}
+            env[f"{base}_ADDR"] = ip
+    return env
+
+
+def _resolve_env(
+    spec: Doc, objects: Objects, pod_name: str, namespace: str, links: dict[str, str]
+) -> dict[str, str]:
+    env: dict[str, str] = dict(links)  # the container's own variables override them
     for source in spec.get("envFrom", []):
         prefix = source.get("prefix", "")
         ref = source.get("configMapRef") or source.get("secretRef")
@@ -326,12 +358,19 @@ def _mounts(
 
 
 def _container(
-    spec: Doc, pod_spec: Doc, objects: Objects, claims: set[str], pod: str, namespace: str
+    spec: Doc,
+    pod_spec: Doc,
+    objects: Objects,
+    claims: set[str],
+    pod: str,
+    namespace: str,
+    links: dict[str, str],
 ) -> Container:
     unknown = set(spec) - CONTAINER_FIELDS
     if unknown:
         raise Unsupported(f"container {spec['name']}: fields {sorted(unknown)}")
-    env = _resolve_env(spec, objects, pod, namespace)
+    links = links if pod_spec.get("enableServiceLinks", True) else {}
+    env = _resolve_env(spec, objects, pod, namespace, links)
     declared = spec.get("ports", [])
     ports = {p.get("name", str(p["containerPort"])): p["containerPort"] for p in declared}
     volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
@@ -362,6 +401,7 @@ def _pod(
     objects: Objects,
     claims: set[str],
     namespace: str,
+    links: dict[str, str],
 ) -> Pod:
     spec = template["spec"]
     unknown = set(spec) - POD_FIELDS
@@ -373,7 +413,7 @@ def _pod(
         name=name,
         owner=owner,
         kind=kind,
-        container=_container(spec["containers"][0], spec, objects, claims, name, namespace),
+        container=_container(spec["containers"][0], spec, objects, claims, name, namespace, links),
         grace=spec.get("terminationGracePeriodSeconds", 30),
         restart=spec.get("restartPolicy", "Always"),
         fs_group=spec.get("securityContext", {}).get("fsGroup"),
@@ -407,7 +447,7 @@ def pods(docs: list[Doc], namespace: str = "default") -> list[Pod]:
     """The pods the chart's Deployments and StatefulSets would have, StatefulSets first (the
     chart's Redis, which everything else needs). Replicas as written (1 where an autoscaler owns
     the count and the field is absent)."""
-    objects = Objects(docs)
+    objects, links = Objects(docs), service_links(docs)
     found: list[Pod] = []
     for kind in ("StatefulSet", "Deployment"):
         for doc in (d for d in docs if d["kind"] == kind):
@@ -415,7 +455,8 @@ def pods(docs: list[Doc], namespace: str = "default") -> list[Pod]:
             claims = {c["metadata"]["name"] for c in doc["spec"].get("volumeClaimTemplates", [])}
             for index in range(doc["spec"].get("replicas", 1)):
                 name = f"{owner}-{index}"
-                pod = _pod(doc["spec"]["template"], name, owner, kind, objects, claims, namespace)
+                template = doc["spec"]["template"]
+                pod = _pod(template, name, owner, kind, objects, claims, namespace, links)
                 aliases, redirects = _services(docs, pod)
                 if kind == "StatefulSet":  # <pod>.<serviceName>, the StatefulSet's stable name
                     aliases += (f"{name}.{doc['spec']['serviceName']}",)
@@ -425,11 +466,11 @@ def pods(docs: list[Doc], namespace: str = "default") -> list[Pod]:
 
 def test_pods(docs: list[Doc], namespace: str = "default") -> list[Pod]:
     """The chart's `helm test` pods (hook "test")."""
-    objects = Objects(docs)
+    objects, links = Objects(docs), service_links(docs)
     found = []
     for doc in docs:
         hook = (doc["metadata"].get("annotations") or {}).get("helm.sh/hook", "")
         if doc["kind"] == "Pod" and "test" in hook.split(","):
             name = doc["metadata"]["name"]
-            found.append(_pod(doc, name, name, "Pod", objects, set(), namespace))
+            found.append(_pod(doc, name, name, "Pod", objects, set(), namespace, links))
     return found
