@@ -69,6 +69,7 @@ class PodState:
     exits: list[int] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     address: str = ""
+    unready: str | None = None  # why the kubelet marked it unready after it had started
     up_since: float = 0.0  # the last (re)start
     exited: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -236,6 +237,8 @@ class Fleet:
                 state = self.states[name]
                 if state.exits and not state.stopping and not allow_restarts:
                     raise PodFailed(self.explain(name, f"exited with {state.exits[-1]}"))
+                if state.unready and not allow_restarts:  # started, then failed readiness
+                    raise PodFailed(self.explain(name, state.unready))
                 up_since = state.up_since
                 if state.ready and time.monotonic() - up_since >= SETTLE_S:
                     waiting.remove(name)
@@ -379,6 +382,7 @@ class Fleet:
         state.address = info["NetworkSettings"]["Networks"][self.name]["IPAddress"]
         state.exited.clear()
         state.started = state.ready = False
+        state.unready = None
         state.up_since = time.monotonic()
         state.event(f"started at {state.address or '(no address: it exited)'}")
         pid = info["State"]["Pid"]
@@ -505,13 +509,14 @@ class _Schedule:
             if self.failures[kind] >= probe.failure_threshold:
                 if kind == "readiness":
                     state.ready = False
+                    state.unready = f"unready: readiness probe {probe.describe()}: {failure}"
                 else:
                     return "restart"
         return None
 
     @staticmethod
     def _ready(state: PodState) -> None:
-        state.ready = True
+        state.ready, state.unready = True, None
         if state.ready_at is None:
             state.ready_at = time.monotonic()
         state.event(f"ready after {state.ready_at - state.run_at:.1f} s")
