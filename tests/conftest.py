@@ -23,6 +23,7 @@ from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
 from services.pose.handler import PoseHandler
 from tests.workers import TEST_PIPELINES, gateway_server
+from tools.containers.images import local_redis_image
 
 # Installed by `make test` / .ci/run (Debian package opencv-doc).
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -30,7 +31,9 @@ OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
-    with start_redis(order=("docker", "path", "embedded")) as server:
+    # With the private engine up (make test), the docker strategy runs the locally built Redis.
+    order = ("docker", "path", "embedded")
+    with start_redis(order=order, docker_image=local_redis_image()) as server:
         yield server
 
 

@@ -37,6 +37,11 @@ READY_TIMEOUT_S = 60.0  # dockerd answers in 2-5 s here; a first start initialis
 STOP_TIMEOUT_S = 40.0  # dockerd's own shutdown gives containers 15 s, then cleans up
 # Containers of the test suite and the harness talk only to loopback-published ports.
 PUBLISH_IP = "127.0.0.1"
+TESTCONTAINERS = {
+    "TESTCONTAINERS_RYUK_DISABLED": "true",
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+    "TESTCONTAINERS_HOST_OVERRIDE": PUBLISH_IP,
+}
 
 
 class EngineUnavailable(RuntimeError):
@@ -49,9 +54,12 @@ class Engine:
     pid: int | None  # set when this process started it and must stop it
 
     def env(self) -> dict[str, str]:
-        """What a child process needs to use this engine, testcontainers included (its Ryuk
-        reaper image cannot be pulled here; containers are removed by the code that made them)."""
-        return {**os.environ, "DOCKER_HOST": self.host, "TESTCONTAINERS_RYUK_DISABLED": "true"}
+        """What a child process needs to use this engine, testcontainers included: no Ryuk
+        reaper (its image cannot be pulled here; containers are removed by the code that made
+        them), and published ports sought on 127.0.0.1, where this engine publishes them
+        (where /.dockerenv exists, as on machines made from an image, testcontainers would
+        think itself in a container and use the bridge's gateway address)."""
+        return {**os.environ, "DOCKER_HOST": self.host, **TESTCONTAINERS}
 
 
 def answers(host: str = HOST) -> bool:
@@ -218,7 +226,8 @@ def main() -> None:
     elif args.action == "status":
         print(f"{HOST}: {'up' if answers() else 'down'} (pid {running_pid()})")
     else:
-        print(f"export DOCKER_HOST={HOST} TESTCONTAINERS_RYUK_DISABLED=true")
+        exports = " ".join(f"{k}={v}" for k, v in {"DOCKER_HOST": HOST, **TESTCONTAINERS}.items())
+        print(f"export {exports}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from services.core.models.catalog import CATALOG
 from services.core.pipeline import load_pipelines
 from services.core.settings import get_settings
 from tools.containers.base import ensure_base
-from tools.containers.dockercli import docker, posefleet_cache
+from tools.containers.dockercli import docker, image_exists, posefleet_cache
+from tools.containers.engine import answers
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "images"
@@ -151,6 +152,17 @@ def build_images(
         built.append(build(image_tag(service), ROOT, RECIPES / "worker.Dockerfile",
                            target=TARGET, **worker_args))  # fmt: skip
     return built
+
+
+def local_redis_image() -> str | None:
+    """The local Redis image for testcontainers (built if missing) when an engine answers on
+    DOCKER_HOST; None where there is none."""
+    host = os.environ.get("DOCKER_HOST")
+    if not host or not answers(host):
+        return None
+    if not image_exists(REDIS_TAG):
+        build_images(["redis"], None, {})
+    return REDIS_TAG
 
 
 def main() -> None:
