@@ -6,14 +6,21 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test install models lint format test-data clean loadtest bench k8s
+# The private container engine (tools/containers/engine.py): started for the command, stopped
+# after it by PID; Debian's docker.io is the engine, mmdebstrap makes the base image.
+ENGINE := $(BIN)/python -m tools.containers.engine
+ENGINE_PACKAGES := docker.io containerd runc iptables mmdebstrap docker-compose
+
+.PHONY: up test install models lint format test-data clean loadtest bench k8s engine images container-test
 
 up: install
 	$(BIN)/posefleet up
 
+# With an engine available (dockerd installed, root or sudo), the suite includes the container
+# tests (tests/deploy) and the Redis fixture runs in a container; without one they are skipped.
 test: install test-data
 	$(BIN)/ruff check services tests loadtest tools
-	$(BIN)/python -m pytest
+	$(ENGINE) run --if-available -- $(BIN)/python -m pytest
 
 install: $(STAMP)
 
@@ -37,6 +44,21 @@ models: install
 # Re-render k8s/base from the Helm chart (the tests fail while it is stale).
 k8s: install
 	$(BIN)/python -m tools.render_k8s
+
+# The cpu images of the gateway and every worker service, plus Redis, with no registry.
+images: install engine
+	$(ENGINE) run -- $(BIN)/python -m tools.containers.images
+
+# The chart's pods run as containers, and the system tested there (builds the images first).
+container-test: install test-data engine
+	$(ENGINE) run -- $(BIN)/python -m pytest -m deploy tests/deploy
+
+engine:
+	@missing=$$(for p in $(ENGINE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; fi
 
 test-data:
 	@test -f $(OPENCV_DOC) || { \
