@@ -12,15 +12,14 @@ and said so in docs/containers.md.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import sys
 from typing import Any
 
 import yaml
 
 from tools.containers.chart import render
 from tools.containers.podspec import Pod, Probe, pods, service_links
+from tools.generated import write_or_check
 from tools.kubetools import ROOT
 
 COMPOSE = ROOT / "compose.yaml"
@@ -146,18 +145,7 @@ def compose() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    fresh = compose()
-    if args.check:
-        if not COMPOSE.exists() or COMPOSE.read_text() != fresh:
-            sys.exit(
-                f"{COMPOSE.relative_to(ROOT)} is stale: run python -m tools.containers.compose"
-            )
-        return
-    COMPOSE.write_text(fresh)
-    print(f"wrote {COMPOSE.relative_to(ROOT)}")
+    write_or_check(COMPOSE, compose, __doc__, "python -m tools.containers.compose")
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def _root_prefix() -> list[str]:
     raise EngineUnavailable("dockerd needs root: run as root or with password-less sudo")
 
 
-def _default_route_mtu() -> int | None:
+def default_route_mtu() -> int | None:
     """The MTU of the interface with the default route: containers' bridges must not exceed it
     (here 1400), or large downloads inside builds stall on dropped packets."""
     with contextlib.suppress(OSError, IndexError):
@@ -128,7 +128,7 @@ def start() -> Engine:
     ]
     if os.geteuid() != 0:
         cmd.append(f"--group={os.getgid()}")  # let the invoking user use the socket
-    mtu = _default_route_mtu()
+    mtu = default_route_mtu()
     if mtu:
         cmd.append(f"--mtu={mtu}")
     with open(os.devnull, "rb") as stdin, _log_file(prefix) as log:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import os
 import shutil
 import socket
 import subprocess
@@ -37,7 +36,7 @@ import docker as docker_sdk
 
 from services.core.redis_server import free_port
 from tools.containers.dockercli import DockerError, docker
-from tools.containers.engine import _default_route_mtu
+from tools.containers.engine import default_route_mtu
 from tools.containers.podspec import Doc, Pod, Probe, Unsupported, pods, test_pods
 
 LABEL = "posefleet.harness"
@@ -130,7 +129,7 @@ class Fleet:
         """Start every pod — StatefulSets first, ready before the rest — and wait until all are
         ready; returns seconds from `docker run` to ready per pod."""
         remove_leftovers(self.name)
-        mtu = _default_route_mtu()
+        mtu = default_route_mtu()
         options = ["--opt", f"com.docker.network.driver.mtu={mtu}"] if mtu else []
         docker("network", "create", "--label", f"{LABEL}={self.name}", *options, self.name)
         for kind in ("StatefulSet", "Deployment"):
@@ -534,11 +533,3 @@ def remove_leftovers(name: str) -> None:
     volumes = docker("volume", "ls", "--quiet", "--filter", f"label={LABEL}={name}").split()
     if volumes:
         docker("volume", "rm", "--force", *volumes)
-
-
-def environment_ready() -> bool:
-    """Whether a harness can run here: an engine on DOCKER_HOST and nsenter/iptables for the
-    Service port redirects."""
-    return bool(os.environ.get("DOCKER_HOST")) and all(
-        shutil.which(tool) for tool in ("docker", "nsenter", "iptables")
-    )
