@@ -171,11 +171,22 @@ def stop(pid: int | None = None) -> bool:
     prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
     subprocess.run([*prefix, "kill", "-TERM", str(pid)], check=False)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+    while time.monotonic() < deadline and not _gone(pid):
         time.sleep(0.2)  # poll interval while it stops its containers
-    if Path(f"/proc/{pid}").exists():
+    if not _gone(pid):
         subprocess.run([*prefix, "kill", "-KILL", str(pid)], check=False)
     return True
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has exited; reaps it when it is our child (a zombie still has /proc)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True
 
 
 @contextlib.contextmanager
