@@ -1,7 +1,7 @@
 """The system in containers: the fleet the chart describes (every Deployment and the Redis
 StatefulSet, run by the harness as a kubelet would), real photos through every pipeline, a video
 batch, and the faults a cluster sees — a worker SIGKILLed under load, a worker deleted (SIGTERM)
-during a batch, Redis rescheduled onto its volume."""
+during a batch, Redis rescheduled onto its volume or killed."""
 
 from __future__ import annotations
 
@@ -151,3 +151,21 @@ def test_redis_rescheduled_onto_its_volume_loses_nothing(fleet, api, photos):
     for job in finished:
         assert api.get(f"/v1/jobs/{job['id']}").json()["result"] == job["result"]
     assert [wait_job(api, job_id)["status"] for job_id in waiting] == ["succeeded"] * 3
+
+
+def test_redis_killed_restarts_in_place_from_its_aof(fleet, api, photos):
+    """SIGKILL Redis (a crash): restarted in place by its restartPolicy, it replays the AOF;
+    jobs that finished more than the fsync second (appendfsync everysec) before are intact."""
+    finished = [submit(api, "pose", photos["astronaut"]) for _ in range(3)]
+    time.sleep(2)  # past appendfsync everysec: what a crash may lose is younger than 1 s
+    redis = fleet.pod_of("posefleet-redis")
+    restarts = fleet.states[redis].restarts
+    fleet.kill(redis)
+    deadline = time.monotonic() + 60
+    while fleet.states[redis].restarts == restarts:
+        assert time.monotonic() < deadline, "Redis was not restarted"
+        time.sleep(0.1)  # until the harness restarts it
+    fleet.wait_ready([p.name for p in fleet.pods], 180, allow_restarts=True)
+    for job in finished:
+        assert api.get(f"/v1/jobs/{job['id']}").json()["result"] == job["result"]
+    assert submit(api, "pose", photos["astronaut"])["status"] == "succeeded"
