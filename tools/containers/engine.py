@@ -32,6 +32,10 @@ RUN = Path(os.environ.get("POSEFLEET_ENGINE_RUN", "/run/posefleet-docker"))
 SOCKET = RUN / "docker.sock"
 PIDFILE = RUN / "dockerd.pid"
 LOG = STATE / "dockerd.log"
+# The host's forwarding settings before dockerd changed them (it turns IPv4 forwarding on and
+# sets the FORWARD policy to DROP), put back when the engine it started stops.
+HOST_NETWORK = RUN / "host-forwarding"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 HOST = f"unix://{SOCKET}"
 READY_TIMEOUT_S = 60.0  # dockerd answers in 2-5 s here; a first start initialises its store
 STOP_TIMEOUT_S = 40.0  # dockerd's own shutdown gives containers 15 s, then cleans up
@@ -114,6 +118,7 @@ def start() -> Engine:
     if running_pid() is not None:
         raise EngineUnavailable(f"dockerd {running_pid()} holds {PIDFILE} but does not answer")
     subprocess.run([*prefix, "mkdir", "-p", str(STATE), str(RUN)], check=True)
+    _save_host_forwarding(prefix)
     cmd = [
         *prefix,
         "dockerd",
@@ -175,7 +180,29 @@ def stop(pid: int | None = None) -> bool:
         time.sleep(0.2)  # poll interval while it stops its containers
     if not _gone(pid):
         subprocess.run([*prefix, "kill", "-KILL", str(pid)], check=False)
+    _restore_host_forwarding(prefix)
     return True
+
+
+def _forward_policy() -> str:
+    rules = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True)
+    first = rules.stdout.splitlines()[:1]
+    return first[0].split()[-1] if first and first[0].startswith("-P FORWARD") else "ACCEPT"
+
+
+def _save_host_forwarding(prefix: list[str]) -> None:
+    if HOST_NETWORK.exists():  # an engine stopped uncleanly: keep the first snapshot
+        return
+    state = f"{IP_FORWARD.read_text().strip()} {_forward_policy()}"
+    subprocess.run([*prefix, "sh", "-c", f"echo '{state}' > {HOST_NETWORK}"], check=True)
+
+
+def _restore_host_forwarding(prefix: list[str]) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        forward, policy = HOST_NETWORK.read_text().split()
+        subprocess.run([*prefix, "iptables", "-P", "FORWARD", policy], check=False)
+        subprocess.run([*prefix, "sh", "-c", f"echo {forward} > {IP_FORWARD}"], check=False)
+        subprocess.run([*prefix, "rm", "-f", str(HOST_NETWORK)], check=False)
 
 
 def _gone(pid: int) -> bool:
