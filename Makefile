@@ -6,14 +6,22 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test test-fast install models lint format test-data clean loadtest bench bench-tools k8s docs proto
+# The private container engine (tools/containers/engine.py): started for the command, stopped
+# after it by PID; Debian's docker.io is the engine, mmdebstrap makes the base image.
+ENGINE := $(BIN)/python -m tools.containers.engine
+ENGINE_PACKAGES := docker.io containerd runc iptables mmdebstrap docker-compose
+
+.PHONY: up test test-fast install models lint format test-data clean loadtest bench bench-tools \
+	k8s docs proto engine images container-test
 
 up: install
 	$(BIN)/posefleet up
 
+# With an engine available (dockerd installed, root or sudo), the suite includes the container
+# tests (tests/deploy) and the Redis fixture runs in a container; without one they are skipped.
 test: install test-data bench-tools
 	$(BIN)/ruff check services tests loadtest tools examples
-	$(BIN)/python -m pytest
+	$(ENGINE) run --if-available -- $(BIN)/python -m pytest
 
 # The unit tier alone (no Redis, no models): well under a minute. Tiers: tests/conftest.py.
 test-fast: install
@@ -67,6 +75,21 @@ docs: install
 # The browser tests (tests/console) drive Debian's Chromium through Playwright; never
 # `playwright install` (a downloaded browser build).
 CHROMIUM := /usr/bin/chromium
+
+# The cpu images of the gateway and every worker service, plus Redis, with no registry.
+images: install engine
+	$(ENGINE) run -- $(BIN)/python -m tools.containers.images
+
+# The chart's pods run as containers, and the system tested there (builds the images first).
+container-test: install test-data engine
+	$(ENGINE) run -- $(BIN)/python -m pytest -m deploy tests/deploy
+
+engine:
+	@missing=$$(for p in $(ENGINE_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; fi
 
 test-data:
 	@test -f $(OPENCV_DOC) || { \

@@ -31,6 +31,7 @@ from services.factory.build import build_models
 from services.pose.handler import PoseHandler
 from tests.system.stack import Stack, local_stack
 from tests.workers import TEST_PIPELINES, gateway_server, make_worker, worker_threads
+from tools.containers.images import local_redis_image
 
 TIERS = ("unit", "integration", "model", "system", "deploy")  # cheapest first
 _TIER_OF_FIXTURE = {
@@ -69,7 +70,9 @@ OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
-    with start_redis(order=("docker", "path", "embedded")) as server:
+    # With the private engine up (make test), the docker strategy runs the locally built Redis.
+    order = ("docker", "path", "embedded")
+    with start_redis(order=order, docker_image=local_redis_image()) as server:
         yield server
 
 

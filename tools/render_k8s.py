@@ -7,10 +7,9 @@ users get. k8s/base is generated, never edited; tests/charts fail when it is sta
 
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 
+from tools.generated import write_or_check
 from tools.kubetools import ROOT, ensure
 
 BASE = ROOT / "k8s" / "base" / "posefleet.yaml"
@@ -28,16 +27,7 @@ def render() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    fresh = render()
-    if args.check:
-        if not BASE.exists() or BASE.read_text() != fresh:
-            sys.exit(f"{BASE.relative_to(ROOT)} is stale: run `make k8s`")
-        return
-    BASE.write_text(fresh)
-    print(f"wrote {BASE.relative_to(ROOT)}")
+    write_or_check(BASE, render, __doc__, "`make k8s`")
 
 
 if __name__ == "__main__":

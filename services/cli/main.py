@@ -79,7 +79,15 @@ def up(
 
 
 @app.command()
-def worker(stage: Annotated[str, typer.Argument(help="stage name from pipelines.yaml")]) -> None:
+def worker(
+    stage: Annotated[
+        str,
+        typer.Argument(
+            envvar="POSEFLEET_STAGE",
+            help="stage name from pipelines.yaml (default: $POSEFLEET_STAGE, set by the image)",
+        ),
+    ],
+) -> None:
     """Run one worker process for STAGE (what a worker Deployment's pod runs)."""
     from services.core.worker import run_stage
 

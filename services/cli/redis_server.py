@@ -134,10 +134,12 @@ def start_redis(
     order: Sequence[str] = ("path", "embedded"),
     appendonly: bool = False,
     ready_timeout_s: float = 10.0,
+    docker_image: str | None = None,
 ) -> LocalRedis:
     """Start a server with the first strategy in ``order`` that works and return once it
     answers PING. ``port=None`` takes a free one; ``data_dir=None`` uses a temporary directory
-    removed by ``stop()``."""
+    removed by ``stop()``; ``docker_image`` replaces DOCKER_IMAGE (a locally built image where
+    no registry answers)."""
     unknown = [k for k in order if k not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown Redis strategies {unknown}; choose from {STRATEGIES}")
@@ -145,7 +147,7 @@ def start_redis(
     for kind in order:
         try:
             if kind == "docker":
-                server = _start_docker(port, data_dir, appendonly)
+                server = _start_docker(port, data_dir, appendonly, docker_image or DOCKER_IMAGE)
             else:
                 binary = shutil.which("redis-server") if kind == "path" else embedded_binary()
                 if binary is None:
@@ -163,7 +165,9 @@ def start_redis(
     raise RedisUnavailable("could not start a Redis server; tried " + "; ".join(tried))
 
 
-def _start_docker(port: int | None, data_dir: Path | None, appendonly: bool) -> LocalRedis:
+def _start_docker(
+    port: int | None, data_dir: Path | None, appendonly: bool, image: str
+) -> LocalRedis:
     if data_dir is not None:
         # The image's entrypoint chowns /data to its redis user, which would take the host
         # directory away from us; data that must outlive a run belongs to a local binary.
@@ -177,7 +181,7 @@ def _start_docker(port: int | None, data_dir: Path | None, appendonly: bool) -> 
         raise RedisUnavailable(f"no engine answered ({type(exc).__name__})") from None
     from testcontainers.community.redis import RedisContainer
 
-    container = RedisContainer(DOCKER_IMAGE)
+    container = RedisContainer(image)
     container.with_command(f"redis-server --save '' --appendonly {'yes' if appendonly else 'no'}")
     if port is not None:
         container.with_bind_ports(6379, port)

@@ -338,5 +338,6 @@ def test_gateway_exposes_v2_grpc_and_can_turn_it_off():
     off = render(None, True, "gateway.grpc.enabled=false")
     container, service = gateway_of(off)
     assert env_of(container)["GRPC_PORT"] == "0"
-    assert [p["name"] for p in container["ports"]] == ["http"] and "startupProbe" not in container
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert [p["name"] for p in service["spec"]["ports"]] == ["http"]

@@ -1,6 +1,8 @@
 """k8s/ (the chart rendered for kustomize, plus pool overlays) and skaffold.yaml."""
 
+import copy
 import json
+import re
 import subprocess
 
 import jsonschema
@@ -9,6 +11,8 @@ import yaml
 
 from tests.deploy.charts.conftest import env_of
 from tests.deploy.charts.test_helm_chart import validate_strictly, workers
+from tools.containers.images import default_stage, worker_services
+from tools.dockerfile_checks import RECIPES, parse
 from tools.kubetools import ROOT, ensure
 from tools.render_k8s import BASE, render
 
@@ -71,17 +75,43 @@ def test_skaffold_config_matches_the_official_schema():
         jsonschema.validate({**config, "deploy": {"helm": {"release": []}}}, schema)
 
 
-def test_skaffold_builds_every_service_image_from_its_dockerfile():
+def test_skaffold_builds_every_service_image_from_its_recipe():
+    """Each service image from its recipe and a target it defines (the gpu and inferentia
+    profiles' patched targets included); each worker from the worker recipe with its service's
+    build args and models image; every image the chart runs is among them."""
     config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
-    artifacts = {a["image"]: a["docker"] for a in config["build"]["artifacts"]}
-    assert set(artifacts) == {f"posefleet/{s}" for s in ("gateway", "detector", "pose", "ensemble")}
-    for docker in artifacts.values():
-        dockerfile = ROOT / docker["dockerfile"]
-        assert dockerfile.exists(), dockerfile
-        assert f" AS {docker['target']}" in dockerfile.read_text()
+    artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
+    workers = set(worker_services())
+    assert set(artifacts) == {f"posefleet/{s}" for s in ("gateway", *workers)} | {
+        f"posefleet/models-{s}" for s in workers
+    }
+    variants = [config["build"]["artifacts"]]
+    for profile in config["profiles"]:
+        patched = copy.deepcopy(config["build"]["artifacts"])
+        for patch in profile.get("patches", []):
+            match = re.fullmatch(r"/build/artifacts/(\d+)/docker/target", patch["path"])
+            if match:
+                patched[int(match[1])]["docker"]["target"] = patch["value"]
+            elif patch["path"].endswith("valuesFiles"):
+                assert all((ROOT / f).exists() for f in patch["value"])
+        variants.append(patched)
+    for variant in variants:
+        for artifact in variant:
+            service = artifact["image"].removeprefix("posefleet/")
+            if service.startswith("models-"):
+                assert artifact["custom"]["buildCommand"].endswith(
+                    f"--models-image {service.removeprefix('models-')}"
+                )
+                continue
+            recipe = "gateway" if service == "gateway" else "worker"
+            docker = artifact["docker"]
+            assert docker["dockerfile"] == f"images/{recipe}.Dockerfile"
+            parsed = parse((ROOT / docker["dockerfile"]).read_text(), RECIPES[recipe])
+            assert docker["target"] in {s.name for s in parsed.runtime()}
+            if recipe == "worker":
+                assert docker["buildArgs"] == {"SERVICE": service, "STAGE": default_stage(service)}
+                assert artifact["requires"] == [
+                    {"image": f"posefleet/models-{service}", "alias": "MODELS_IMAGE"}
+                ]
     release = config["deploy"]["helm"]["releases"][0]
     assert (ROOT / release["chartPath"] / "Chart.yaml").exists()
-    for profile in config["profiles"]:
-        for patch in profile.get("patches", []):
-            if patch["path"].endswith("valuesFiles"):
-                assert all((ROOT / f).exists() for f in patch["value"])
