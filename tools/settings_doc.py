@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def default_text(info: FieldInfo) -> str:
 
 
 def type_text(info: FieldInfo) -> str:
-    text = str(info.annotation).replace("typing.", "").replace("pathlib.", "")
+    text = re.sub(r"\b(?:typing|pathlib|pydantic\.types)\.", "", str(info.annotation))
     text = text.replace("<class '", "").replace("'>", "").replace("Literal", "one of ")
     return text.replace("|", "\\|")
 

@@ -19,22 +19,34 @@ DEFAULT_CACHE = Path.home() / ".cache" / "posefleet"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POSEFLEET_", env_file=None, extra="ignore")
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    pipelines_file: Path = Path(__file__).resolve().parents[2] / "pipelines.yaml"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="the job store and queues; `posefleet up` starts its own Redis unless set",
+    )
+    pipelines_file: Path = Field(
+        Path(__file__).resolve().parents[2] / "pipelines.yaml",
+        description="stages and pipelines (docs/pipelines.md)",
+    )
 
-    cache_dir: Path = DEFAULT_CACHE
-    model_root: Path = DEFAULT_CACHE / "models"
+    cache_dir: Path = Field(
+        DEFAULT_CACHE, description="builder venv, fetched packages, `posefleet up`'s Redis data"
+    )
+    model_root: Path = Field(DEFAULT_CACHE / "models", description="the model repository")
 
     # Worker runtime. Batching (max_batch, max_delay_ms) is set per stage in pipelines.yaml.
-    visibility_timeout_s: float = Field(30.0, gt=0)
-    max_attempts: int = Field(3, ge=1)
+    visibility_timeout_s: float = Field(
+        30.0, gt=0, description="idle time after which another worker reclaims a task"
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="deliveries before a task is dead-lettered and its job failed"
+    )
     # A batch still running after this is considered hung: its tasks are no longer kept from
     # other workers and /healthz reports the worker stuck. Pod grace periods must exceed it.
     batch_timeout_s: float = Field(300.0, gt=0)
     block_ms: int = Field(
         500, ge=10, description="longest wait for work before re-checking shutdown"
     )
-    pool: str = "cpu"
+    pool: str = Field("cpu", description="the node pool a worker reports (metrics, cost)")
     # Instance groups (Triton's idea): model copies per worker process, each with its own
     # session and its own batch loop in a thread, so one pod can use every NeuronCore or split
     # its CPU cores between copies (see intra_op_threads).
@@ -57,8 +69,8 @@ class Settings(BaseSettings):
     # Neuron: inf2 (Inf2/Trn1, torch-neuronx) or inf1 (legacy, tensorflow-neuron); copy i of an
     # instance group takes NeuronCores [first_core + i * cores_per_instance, ...).
     neuron_target: Literal["inf2", "inf1"] = "inf2"
-    neuron_cores_per_instance: int = Field(1, ge=1)
-    neuron_first_core: int = Field(0, ge=0)
+    neuron_cores_per_instance: int = Field(1, ge=1, description="NeuronCores per model copy")
+    neuron_first_core: int = Field(0, ge=0, description="the first NeuronCore of copy 0")
 
     # onnxruntime, per node pool: provider, threads (0 lets onnxruntime choose), graph
     # optimisation, TensorRT options; a missing provider fails start-up unless allow_fallback.
@@ -72,15 +84,21 @@ class Settings(BaseSettings):
     allow_fallback: bool = False
 
     # Gateway
-    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(50_000_000, ge=1)
-    max_wait_s: float = Field(60.0, gt=0)
-    result_ttl_s: int = Field(24 * 3600, ge=60)
-    job_deadline_s: float = Field(600.0, gt=0)
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1, description="an image upload (413)")
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="an image's pixels, read from its header (422)"
+    )
+    max_wait_s: float = Field(60.0, gt=0, description="the cap on `Prefer: wait=N`")
+    result_ttl_s: int = Field(
+        24 * 3600, ge=60, description="how long job records, results and images are kept"
+    )
+    job_deadline_s: float = Field(
+        600.0, gt=0, description="a job whose node cannot start by then expires"
+    )
     max_backlog: int = Field(10_000, ge=1, description="queued tasks per stage before 429")
     # Bulk/video batches (control plane, RQ)
-    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1)
-    max_batch_frames: int = Field(10_000, ge=1)
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1, description="a batch upload (413)")
+    max_batch_frames: int = Field(10_000, ge=1, description="frames one batch may create")
     batch_window: int = Field(16, ge=1, description="frame jobs in flight per batch")
     # Bounded decoding and bounded batches (issue 10; docs/limits.md). Checked from an image's
     # header before any decode, by the gateway, every stage worker and every batch frame, next
