@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed-stamp
 # Photos the model tests use come from Debian's opencv-doc (two-person basketball1.png, ...).
 OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 
-.PHONY: up test test-fast install models lint format test-data clean loadtest bench k8s docs
+.PHONY: up test test-fast install models lint format test-data load-tools clean loadtest bench k8s docs
 
 up: install
 	$(BIN)/posefleet up
 
-test: install test-data
+test: install test-data load-tools
 	$(BIN)/ruff check services tests loadtest tools examples
 	$(BIN)/python -m pytest
 
@@ -37,8 +37,9 @@ $(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 loadtest: install
 	$(BIN)/python -m loadtest.run_local --duration 30s --users 4
 
-# Side-by-side benchmark (raw / posefleet / naive / transport ceiling / overload): a few minutes.
-bench: install
+# Side-by-side benchmark and its targets (models / handlers / posefleet / overload / naive /
+# Ray Serve / transport ceiling): several minutes; the first run also builds Ray Serve's venv.
+bench: install load-tools
 	$(BIN)/python -m loadtest.bench
 
 models: install
@@ -57,6 +58,13 @@ test-data:
 	  echo "installing Debian's opencv-doc for the test photos"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq opencv-doc; }
+
+# Debian's C load generators: the benchmark's saturated rows (hey) and ad-hoc runs (wrk).
+load-tools:
+	@command -v hey >/dev/null && command -v wrk >/dev/null || { \
+	  echo "installing Debian's hey and wrk (C load generators)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey wrk; }
 
 lint: install
 	$(BIN)/ruff check services tests loadtest tools examples

@@ -17,13 +17,21 @@ READY_MARK = "Posefleet is up"  # printed once the gateway is ready and every wo
 
 @contextmanager
 def local_stack(
-    port: int, log: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = 300
+    port: int,
+    log: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 300,
+    root: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Yield the running ``posefleet up`` process; SIGINT (Ctrl-C) it on exit."""
+    """Yield the running ``posefleet up`` process, run from the checkout at ``root`` (with its
+    own .venv when it has one); SIGINT (Ctrl-C) it on exit."""
+    own = root / ".venv" / "bin" / "python"
+    python = str(own) if root != ROOT and own.exists() else sys.executable
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--port", str(port), *extra],
-            cwd=ROOT,
+            [python, "-m", "services.cli", "up", "--port", str(port), *extra],
+            cwd=root,
             env={**os.environ, **(env or {})},
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -17,7 +17,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from services.cli.redis_server import free_port
 from services.core import keys
 from services.core.pipeline import load_pipelines
-from services.core.settings import get_settings
+from services.core.runtime.cpus import available_cpus
+from services.core.settings import Settings, get_settings
 from services.core.worker import consumer_prefix
 from services.factory.catalog import CATALOG
 
@@ -58,6 +59,16 @@ def ensure_port_free(host: str, port: int) -> None:
                 f"cannot use {host}:{port} for the gateway ({exc.strerror}); "
                 "choose another port with --port N or PORT=N"
             ) from None
+
+
+def gateway_processes(settings: Settings) -> int:
+    """One gateway process per CPU unless POSEFLEET_GATEWAY_PROCESSES says otherwise: on one
+    machine the gateway's Python caps the transport (two on two cores carried 1.4x the no-op
+    jobs/s of one, docs/performance.md). Workers need no such choice: each takes this
+    machine's CPUs for its model, which measured faster than splitting them between stages."""
+    if "gateway_processes" in settings.model_fields_set:
+        return settings.gateway_processes
+    return available_cpus()
 
 
 def wait_for_workers(redis_url: str, workers: dict[str, tuple[str, int]], timeout_s: float) -> None:
@@ -118,11 +129,12 @@ def run_local_system(
     }
     supervisor = Supervisor(console)
     try:
+        processes = {"POSEFLEET_GATEWAY_PROCESSES": str(gateway_processes(settings))}
         supervisor.start(
             ProcessSpec(
                 "gateway",
                 [sys.executable, "-m", "services.gateway"],
-                env,
+                {**env, **processes},
                 ready_url=f"http://{host}:{port}/readyz",
             )
         )

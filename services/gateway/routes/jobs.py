@@ -6,7 +6,6 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -15,6 +14,7 @@ from services.core.pipeline import PipelineSpec
 from services.gateway import dataplane
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem
+from services.gateway.responses import FastJSONResponse as JSONResponse
 from services.gateway.schemas import Job, JobAccepted
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
