@@ -76,4 +76,8 @@ def ray_serve(
     port = free_port()
     argv = [str(python), "-m", "loadtest.baselines.ray_serve_app", "--port", str(port)]
     env = {**os.environ, **RAY_ENV}
-    return http_server(argv, lambda r: "/pose" in r.text, "/-/routes", port, log, env=env)
+    # ray_serve_app prints its READY line once every deployment runs (the proxy's routes list
+    # the ingress earlier than that)
+    return http_server(
+        argv, lambda _: "ray serve is up" in log.read_text(), "/-/routes", port, log, env=env
+    )

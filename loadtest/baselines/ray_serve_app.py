@@ -39,8 +39,10 @@ def _run(handler: Handler, tasks: list[Task]) -> list[dict[str, Any]]:
     return handler.postprocess(handler.inference(handler.preprocess(tasks)), tasks)
 
 
-# Batch sizes as in pipelines.yaml; no waiting for company (our max_delay_ms: 0).
-@serve.deployment
+# A core per model deployment; the ingress only awaits handles, so it takes none (with the
+# default of one it could not be placed beside the two models on a 2-CPU machine). Batch sizes
+# as in pipelines.yaml; no waiting for company (our max_delay_ms: 0).
+@serve.deployment(ray_actor_options={"num_cpus": 1})
 class Detector:
     def __init__(self) -> None:
         from services.detector.handler import DetectorHandler
@@ -53,7 +55,7 @@ class Detector:
         return [out["boxes"] for out in _run(self.handler, tasks)]
 
 
-@serve.deployment
+@serve.deployment(ray_actor_options={"num_cpus": 1})
 class Pose:
     def __init__(self) -> None:
         from services.pose.handler import PoseHandler
@@ -66,7 +68,7 @@ class Pose:
         return [out["people"] for out in _run(self.handler, tasks)]
 
 
-@serve.deployment
+@serve.deployment(ray_actor_options={"num_cpus": 0})
 class Ingress:
     def __init__(self, detector: DeploymentHandle, pose: DeploymentHandle) -> None:
         self.detector = detector
@@ -79,6 +81,7 @@ class Ingress:
 
 
 app = Ingress.bind(Detector.bind(), Pose.bind())
+READY = "ray serve is up"  # printed once serve.run returned: every deployment is running
 
 
 def main() -> None:
@@ -90,7 +93,7 @@ def main() -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     serve.run(app, route_prefix="/pose")
-    print("ray serve is up", flush=True)
+    print(READY, flush=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

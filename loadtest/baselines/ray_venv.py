@@ -9,7 +9,12 @@ from pathlib import Path
 from services.factory.builder_venv import PROJECT_ROOT, ensure_venv, extra_requirements
 from services.pins import Progress
 
-RAY_ENV = {"PYTHONPATH": str(PROJECT_ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+# no usage reports, no cluster token written under ~/.ray: a private, loopback-only cluster
+RAY_ENV = {
+    "PYTHONPATH": str(PROJECT_ROOT),
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+}
 
 
 def ensure_ray_venv(cache_dir: Path, report: Progress) -> Path:
