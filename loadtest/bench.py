@@ -96,8 +96,10 @@ def interleaved_c1(url: str, images: list[bytes], count: int) -> tuple[list[Row]
             k = i % len(images)
             rows[0].latencies_ms.append(direct.models_ms(feeds[k], ort_default=True))
             time.sleep(0.1)  # onnxruntime's default pools spin on after a run: let them stop
-            rows[1].latencies_ms.append(direct.models_ms(feeds[k], ort_default=False))
+            # handlers before the models with the same sessions, so they start as cold as a
+            # worker's (the in-worker ratio compares the two)
             rows[2].latencies_ms.append(direct.handlers_ms(images[k]))
+            rows[1].latencies_ms.append(direct.models_ms(feeds[k], ort_default=False))
             t0 = time.perf_counter()
             response = client.post(url, content=images[k], headers=WAIT)
             if not job_done(response):
