@@ -2,18 +2,20 @@
 
 uvicorn runs on uvloop with the httptools parser (docs/performance.md), and with
 ``POSEFLEET_GATEWAY_PROCESSES`` > 1 as that many processes sharing one listening socket, each
-with its own event loop, Redis pool and pub/sub subscription.
+with its own event loop, Redis pool and pub/sub subscription, whose metrics /metrics adds up.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import uvicorn
 from fastapi import FastAPI
 
 from services.core.logs import configure_logging, uvicorn_log_config
-from services.core.settings import get_settings
+from services.core.settings import Settings, get_settings
 from services.gateway.app import create_app
 
 
@@ -26,6 +28,20 @@ def serve_app() -> FastAPI:
 def main() -> None:
     configure_logging("gateway")
     settings = get_settings()
+    own_metrics_dir = None
+    if settings.gateway_processes > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # prometheus_client's multiprocess mode: each process writes its metrics under this
+        # directory and /metrics adds them up (routes/health.py); set before the processes start
+        own_metrics_dir = tempfile.mkdtemp(prefix="posefleet-gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    try:
+        serve(settings)
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+def serve(settings: Settings) -> None:
     uvicorn.run(
         "services.gateway.__main__:serve_app",
         factory=True,
