@@ -39,6 +39,20 @@ def main() -> None:
     finally:
         if own_metrics_dir is not None:
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
+        if settings.gateway_processes > 1:
+            stop_resource_tracker()
+
+
+def stop_resource_tracker() -> None:
+    """uvicorn's processes are spawned by multiprocessing, which starts a resource tracker that
+    ignores SIGTERM and exits only when it sees this process gone: stop and reap it now, so a
+    stopped gateway leaves no process behind (a supervisor checks for exactly that).
+    ``_stop`` is the standard library's own shutdown of it (CPython 3.8+)."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def serve(settings: Settings) -> None:
