@@ -37,7 +37,7 @@ class Feeds:
 
 
 class DirectPose:
-    def __init__(self) -> None:
+    def __init__(self, ort_default: bool = True) -> None:
         settings = get_settings()
         stages = load_pipelines(settings.pipelines_file).stages
 
@@ -51,8 +51,12 @@ class DirectPose:
         self.pose: PoseHandler = loaded(PoseHandler(), "pose")
         # OnnxOptions() is onnxruntime's own choice: threads per physical core, spinning
         self.ort_default = (
-            OnnxModel(self.detector.entry.path, OnnxOptions()),
-            OnnxModel(self.pose.entry.path, OnnxOptions()),
+            (
+                OnnxModel(self.detector.entry.path, OnnxOptions()),
+                OnnxModel(self.pose.entry.path, OnnxOptions()),
+            )
+            if ort_default
+            else None
         )
 
     def feeds(self, image: bytes) -> Feeds:
@@ -66,7 +70,11 @@ class DirectPose:
     def models_ms(self, feeds: Feeds, ort_default: bool) -> float:
         """Both models on prepared inputs; ``ort_default`` uses sessions with onnxruntime's own
         settings instead of the handlers' (Posefleet's)."""
-        detector, pose = self.ort_default if ort_default else (self.detector.model, self.pose.model)
+        if ort_default:
+            assert self.ort_default is not None, "loaded without onnxruntime-default sessions"
+            detector, pose = self.ort_default
+        else:
+            detector, pose = self.detector.model, self.pose.model
         started = time.perf_counter()
         detector.run(feeds.detector)
         if len(feeds.pose[self.pose.input_name]):

@@ -51,7 +51,6 @@ from services.core import keys
 from services.core.dag import DagSteps
 from services.core.jobs import job_view
 from services.core.pipeline import load_pipelines
-from services.core.settings import get_settings
 
 console = Console(stderr=True)
 SIX_STAGES = ("detector", "pose", "multipose", "classifier-a", "classifier-b", "combine")
@@ -117,27 +116,14 @@ def pinned_threads(pids: list[int]) -> tuple[int, int]:
 def plain_main(calls: int) -> None:
     """Child mode: time the model, the detector handler alone, and detector + pose alternately;
     print one JSON line."""
-    from services.core.handler import HandlerContext, Task
-    from services.detector.handler import DetectorHandler
-    from services.pose.handler import PoseHandler
+    from loadtest.direct import DirectPose, run_handler
+    from services.core.handler import Task
 
-    settings = get_settings()
-    stages = load_pipelines(settings.pipelines_file).stages
-
-    def loaded(handler, stage: str):  # type: ignore[no-untyped-def]
-        spec = stages[stage]
-        handler.initialize(HandlerContext(stage, settings, model=spec.model, options=spec.options))
-        return handler
-
-    detector, pose = loaded(DetectorHandler(), "detector"), loaded(PoseHandler(), "pose")
+    direct = DirectPose(ort_default=False)
+    detector, pose, run = direct.detector, direct.pose, run_handler
     image = photo()
-
-    def run(handler, task: Task):  # type: ignore[no-untyped-def]
-        return handler.postprocess(handler.inference(handler.preprocess([task])), [task])[0]
-
     detect_task = Task("plain", "detect", {"image": image})
-    tensor, _ = detector.preprocess([detect_task])
-    feeds = {detector.input_name: tensor}
+    feeds = direct.feeds(image).detector
     pid = [os.getpid()]
     out: dict[str, list[float]] = defaultdict(list)
 

@@ -9,6 +9,7 @@ people in the image, all running the same detector and pose handlers:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -53,9 +54,9 @@ def http_server(
         yield url
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=60)  # Ray Serve drains its replicas first
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
 
