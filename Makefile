@@ -11,7 +11,7 @@ OPENCV_DOC := /usr/share/doc/opencv-doc/examples/data/basketball1.png
 ENGINE := $(BIN)/python -m tools.containers.engine
 ENGINE_PACKAGES := docker.io containerd runc iptables mmdebstrap docker-compose
 
-.PHONY: up test test-fast install models lint format test-data clean loadtest bench bench-tools \
+.PHONY: up test test-fast install models lint format test-data load-tools clean loadtest bench \
 	k8s docs proto engine images container-test
 
 up: install
@@ -19,7 +19,7 @@ up: install
 
 # With an engine available (dockerd installed, root or sudo), the suite includes the container
 # tests (tests/deploy) and the Redis fixture runs in a container; without one they are skipped.
-test: install test-data bench-tools
+test: install test-data load-tools
 	$(BIN)/ruff check services tests loadtest tools examples
 	$(ENGINE) run --if-available -- $(BIN)/python -m pytest
 
@@ -46,17 +46,10 @@ $(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 loadtest: install
 	$(BIN)/python -m loadtest.run_local --duration 30s --users 4
 
-# Side-by-side benchmark (raw / posefleet / naive / transport ceiling / overload): a few minutes.
-bench: install bench-tools
+# Side-by-side benchmark and its targets (models / handlers / posefleet / overload / naive /
+# Ray Serve / transport ceiling / V2): several minutes; the first run also builds Ray Serve's venv.
+bench: install load-tools
 	$(BIN)/python -m loadtest.bench
-
-# The V2 rows' load tools: Debian's hey (job API) and libb64 for perf_analyzer (which
-# loadtest/perf_analyzer.py fetches from PyPI).
-bench-tools:
-	@dpkg -s hey libb64-0d >/dev/null 2>&1 || { \
-	  echo "installing Debian's hey and libb64-0d for the V2 benchmark"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey libb64-0d; }
 
 models: install
 	$(BIN)/posefleet models build
@@ -100,6 +93,15 @@ test-data:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# Debian's C load generators: the benchmark's saturated rows (hey) and ad-hoc runs (wrk).
+# The C load generators (hey, wrk) and libb64 for perf_analyzer (which
+# loadtest/perf_analyzer.py fetches from PyPI): the benchmark and its smoke test use them.
+load-tools:
+	@dpkg -s hey wrk libb64-0d >/dev/null 2>&1 || { \
+	  echo "installing Debian's hey, wrk and libb64-0d (load generators, perf_analyzer)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq hey wrk libb64-0d; }
 
 lint: install
 	$(BIN)/ruff check services tests loadtest tools examples

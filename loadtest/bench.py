@@ -1,150 +1,72 @@
-"""The numbers we publish: raw models vs Posefleet vs a naive server vs the transport ceiling,
-side by side in ONE run on one machine (ratios between rows are the result; absolute times on a
-shared machine are noise).
+"""The numbers we publish and the targets they are held to, side by side in ONE run on one machine
+(ratios between rows are the result; absolute times on a shared machine are noise).
 
-    make bench                        # full run, a few minutes
-    python -m loadtest.bench --smoke  # seconds; what CI runs
+    make bench                        # full run, several minutes (the first also builds Ray's venv)
+    python -m loadtest.bench --smoke  # seconds; what CI runs (no Ray Serve)
 
-Rows:
-  raw        the pose pipeline's two models called directly in this process (the limit)
-  posefleet  the same images through gateway + Redis + workers (`Prefer: wait`), c=1 and saturated
-  naive      one FastAPI app running both models per request, one uvicorn process per core
-  ceiling    posefleet with a no-op stage and a tiny image: jobs/s of the transport alone
-  overload   posefleet at 3x the saturation concurrency with a small backlog limit: 429s shed load
-  V2 / job API (hey)  the Open Inference Protocol over HTTP and gRPC (perf_analyzer) beside the
-             job API (hey) on the same stack, photo and concurrency (loadtest/oip_bench.py)
-Columns follow AWS's OpenPose-on-Inferentia table: img/s, latency, cost per 1000 images.
+Rows (the pose pipeline, single-person photos):
+  models (ort defaults)  the two ONNX models alone, prepared inputs, onnxruntime's own settings
+  models                 the same with Posefleet's settings (threads, spinning)
+  handlers               the detector and pose handlers back to back in this process
+  posefleet              gateway + Redis + workers (`Prefer: wait`); c=1 interleaved with the
+                         three rows above, request by request; saturated with `hey`
+  overload               3x the saturation concurrency against a backlog limit: 429s shed load
+  naive                  one FastAPI app running both handlers per request, a process per core
+  ray serve              the idiomatic Ray Serve composition running our handlers
+  job API (hey), V2 HTTP / gRPC (perf_analyzer)
+                         the Open Inference Protocol against the job API on the same stack,
+                         photo and concurrency (loadtest/oip_bench.py)
+  ceiling (no-op)        a no-op stage and an 8x8 image, driven by `hey`: the transport alone
+Then the targets of docs/performance.md with PASS/FAIL. Saturated rows use `hey`, a native
+load generator, so a Python client does not eat the cores it measures.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from skimage import data
 
-from loadtest.stacks import ROOT, local_stack
+from loadtest.hey import Row, hey, require_hey
+from loadtest.oip_bench import oip_rows
+from loadtest.peers import naive_server, ray_serve
+from loadtest.photos import photos
+from loadtest.stacks import ROOT, posefleet_stack
+from loadtest.targets import Measured, evaluate, targets_table
 from services.cli.redis_server import free_port
 from services.core.settings import get_settings
 
 console = Console(stderr=True)
+WAIT = {"prefer": "wait=60"}
 
 
-@dataclass
-class Row:
-    name: str
-    concurrency: int
-    latencies_ms: list[float] = field(default_factory=list, repr=False)
-    seconds: float = 0.0
-    rejected: int = 0
-    errors: int = 0
-
-    @property
-    def images_per_s(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: int) -> float:
-        if len(self.latencies_ms) < 2:
-            return self.latencies_ms[0] if self.latencies_ms else float("nan")
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[q - 1]
-
-    def summary(self, price_per_hour: float) -> dict[str, object]:
-        ips = self.images_per_s
-        return {
-            "name": self.name,
-            "concurrency": self.concurrency,
-            "images": len(self.latencies_ms),
-            "seconds": round(self.seconds, 2),
-            "images_per_s": round(ips, 2),
-            "p50_ms": round(self.pct(50), 1),
-            "p95_ms": round(self.pct(95), 1),
-            "p99_ms": round(self.pct(99), 1),
-            "rejected": self.rejected,
-            "errors": self.errors,
-            "cost_per_1000_images": round(price_per_hour / (ips * 3600) * 1000, 5) if ips else None,
-        }
-
-
-def photos() -> list[bytes]:
-    """Single-person photos: the workload the ≥ 20 img/s target is stated for."""
-    astronaut = data.astronaut()
-    variants = [astronaut, cv2.flip(astronaut, 1), cv2.resize(astronaut, (384, 384))]
-    return [cv2.imencode(".jpg", cv2.cvtColor(v, cv2.COLOR_RGB2BGR))[1].tobytes() for v in variants]
-
-
-def run_raw(images: list[bytes], count: int) -> Row:
-    from loadtest.baselines.naive_server import estimate  # loads the models once
-
-    estimate(images[0])  # warm-up
-    row = Row("raw", 1)
-    started = time.perf_counter()
-    for i in range(count):
-        t0 = time.perf_counter()
-        estimate(images[i % len(images)])
-        row.latencies_ms.append((time.perf_counter() - t0) * 1000)
-    row.seconds = time.perf_counter() - started
-    return row
-
-
-async def closed_loop(
-    url: str,
-    images: list[bytes],
-    concurrency: int,
-    *,
-    count: int | None,
-    duration_s: float | None,
-    name: str,
-    ok: Callable[[httpx.Response], bool],
-    headers: dict[str, str] | None = None,
+def sequential(
+    url: str, images: list[bytes], count: int, name: str, ok: Callable[[httpx.Response], bool]
 ) -> Row:
-    """``concurrency`` clients each sending the next request as soon as the last one ends."""
-    row = Row(name, concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    deadline = time.perf_counter() + (duration_s or 1e9)
-    remaining = [count if count is not None else 1 << 62]
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        for image in images[:1]:  # warm-up, not measured
-            await client.post(url, content=image, headers=headers)
-
-        async def loop(worker: int) -> None:
-            i = worker
-            while remaining[0] > 0 and time.perf_counter() < deadline:
-                remaining[0] -= 1
-                t0 = time.perf_counter()
-                try:
-                    response = await client.post(
-                        url, content=images[i % len(images)], headers=headers
-                    )
-                except httpx.HTTPError:
-                    row.errors += 1
-                    continue
-                if response.status_code == 429:
-                    row.rejected += 1
-                    await asyncio.sleep(float(response.headers.get("retry-after", "1")) / 10)
-                elif ok(response):
-                    row.latencies_ms.append((time.perf_counter() - t0) * 1000)
-                else:
-                    row.errors += 1
-                i += concurrency
-
+    """Concurrency 1: each request sent when the last one answered."""
+    row = Row(name, 1)
+    with httpx.Client(timeout=120) as client:
+        client.post(url, content=images[0], headers=WAIT)  # warm-up
         started = time.perf_counter()
-        await asyncio.gather(*(loop(w) for w in range(concurrency)))
+        for i in range(count):
+            t0 = time.perf_counter()
+            response = client.post(url, content=images[i % len(images)], headers=WAIT)
+            if ok(response):
+                row.latencies_ms.append((time.perf_counter() - t0) * 1000)
+            else:
+                row.errors += 1
         row.seconds = time.perf_counter() - started
     return row
 
@@ -153,50 +75,77 @@ def job_done(response: httpx.Response) -> bool:
     return response.status_code == 200 and response.json().get("status") == "succeeded"
 
 
-@contextmanager
-def naive_server(workers: int) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "loadtest.baselines.naive_server:app",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
+def answered(response: httpx.Response) -> bool:
+    return response.status_code == 200
+
+
+def interleaved_c1(url: str, images: list[bytes], count: int) -> tuple[list[Row], float]:
+    """Models (onnxruntime's defaults, then ours), handlers and a posefleet request, one after
+    the other for every request: like-for-like c=1 rows. Also returns the in-worker ratio: the
+    workers' handler time (the job's compute_ms) over the handlers' time in this process."""
+    from loadtest.direct import DirectPose
+
+    direct = DirectPose()
+    feeds = [direct.feeds(image) for image in images]
+    rows = [Row(n, 1) for n in ("models (ort defaults)", "models", "handlers", "posefleet")]
+    in_worker: list[float] = []
+    with httpx.Client(timeout=120) as client:
+        client.post(url, content=images[0], headers=WAIT)  # warm-up
+        for i in range(count):
+            k = i % len(images)
+            rows[0].latencies_ms.append(direct.models_ms(feeds[k], ort_default=True))
+            time.sleep(0.1)  # onnxruntime's default pools spin on after a run: let them stop
+            # handlers before the models with the same sessions, so they start as cold as a
+            # worker's (the in-worker ratio compares the two)
+            rows[2].latencies_ms.append(direct.handlers_ms(images[k]))
+            rows[1].latencies_ms.append(direct.models_ms(feeds[k], ort_default=False))
+            t0 = time.perf_counter()
+            response = client.post(url, content=images[k], headers=WAIT)
+            if not job_done(response):
+                rows[3].errors += 1
+                continue
+            rows[3].latencies_ms.append((time.perf_counter() - t0) * 1000)
+            in_worker.append(sum(n["compute_ms"] for n in response.json()["nodes"].values()))
+    for row in rows:  # c=1 throughput is the inverse of the time per request
+        row.seconds = sum(row.latencies_ms) / 1000
+    ratio = statistics.median(in_worker) / rows[2].pct(50) if in_worker else float("nan")
+    return rows, ratio
+
+
+def failed_jobs(base: str) -> int:
+    """Jobs that ended failed in the last hour (GET /v1/stats): a saturated row driven by hey
+    counts HTTP 200s, and a failed job answers 200 too."""
+    stats = httpx.get(base + "/v1/stats", params={"window": "1h"}, timeout=30).json()
+    return sum(p.get("failed", 0) for p in stats["pipelines"].values())
+
+
+def saturated(base: str, pipeline: str, body: bytes, name: str, c: int, seconds: float) -> Row:
+    before = failed_jobs(base)
+    row = hey(
+        f"{base}/v1/pipelines/{pipeline}/jobs",
+        body,
+        name=name,
+        concurrency=c,
+        duration_s=seconds,
+        content_type="image/png" if body.startswith(b"\x89PNG") else "image/jpeg",
+        headers=WAIT,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the naive server did not start")
-            time.sleep(0.2)  # poll interval while the models load
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    failed = failed_jobs(base) - before
+    row.errors += failed
+    del row.latencies_ms[:failed]  # a failed job's 200 is not an image served
+    return row
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny counts: checks it works")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, no Ray: checks it works")
     parser.add_argument("--requests", type=int, default=40, help="c=1 requests per row")
     parser.add_argument("--duration", type=float, default=20.0, help="s per saturated row")
     parser.add_argument("--concurrency", type=int, default=8, help="saturation clients")
+    parser.add_argument("--ceiling-concurrency", type=int, default=64, help="no-op row clients")
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray Serve rows")
     parser.add_argument(
         "--price-per-hour",
         type=float,
@@ -206,96 +155,77 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "bench.json")
     args = parser.parse_args()
     if args.smoke:
-        args.requests, args.duration = 3, 2.0
+        args.requests, args.duration, args.no_ray = 3, 2.0, True
+    require_hey()
+    load_before = os.getloadavg()
     images = photos()
-    tiny = [cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()]
-    c, cores = args.concurrency, os.cpu_count() or 1
-
-    def measure(
-        url: str,
-        name: str,
-        concurrency: int,
-        sample: list[bytes] = images,
-        ok: Callable[[httpx.Response], bool] = job_done,
-    ) -> Row:
-        """Concurrency 1 runs a fixed count; saturated rows run for the duration."""
-        single = concurrency == 1
-        headers = {"prefer": "wait=60"} if ok is job_done else None
-        return asyncio.run(
-            closed_loop(
-                url,
-                sample,
-                concurrency,
-                count=args.requests if single else None,
-                duration_s=None if single else args.duration,
-                name=name,
-                ok=ok,
-                headers=headers,
-            )
-        )
-
-    console.print("raw: models in this process")
-    rows = [run_raw(images, args.requests)]
+    tiny = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    c, cores, n, secs = args.concurrency, os.cpu_count() or 1, args.requests, args.duration
+    pose = "/v1/pipelines/pose/jobs"
     with tempfile.TemporaryDirectory() as tmp:
-        console.print("posefleet: starting the stack")
+        console.print("posefleet (c=1 interleaved with the models and the handlers)")
         grpc_port = free_port()
         with posefleet_stack(tmp, "pose", GRPC_PORT=str(grpc_port)) as base:
-            url = base + "/v1/pipelines/pose/jobs"
-            rows += [measure(url, "posefleet", 1), measure(url, "posefleet", c)]
-            from loadtest.oip_bench import oip_rows  # it builds on this module's rows
-
-            rows += oip_rows(base, f"127.0.0.1:{grpc_port}", images[0], [1, c], args.requests)
+            rows, in_worker = interleaved_c1(base + pose, images, n)
+            rows.append(saturated(base, "pose", images[0], "posefleet", c, secs))
+            rows += oip_rows(base, f"127.0.0.1:{grpc_port}", images[0], [1, c], n)
         console.print("overload: 3x saturation with a small backlog limit")
         with posefleet_stack(tmp, "overload", POSEFLEET_MAX_BACKLOG=str(c)) as base:
-            rows.append(measure(base + "/v1/pipelines/pose/jobs", "overload", 3 * c))
-        console.print("naive: FastAPI + both models per request")
-        with naive_server(cores) as naive:
-            rows += [
-                measure(naive + "/pose", "naive", n, ok=lambda r: r.status_code == 200)
-                for n in (1, c)
-            ]
-        console.print("ceiling: no-op stage, tiny image")
+            rows.append(saturated(base, "pose", images[0], "overload", 3 * c, secs))
+        console.print("naive: FastAPI + both handlers per request")
+        with naive_server(cores, Path(tmp) / "naive.log") as naive:
+            rows.append(sequential(naive + "/pose", images, n, "naive", answered))
+            rows.append(
+                hey(naive + "/pose", images[0], name="naive", concurrency=c, duration_s=secs)
+            )
+        rows += ray_rows(args.no_ray, Path(tmp), images, c, n, secs)
+        console.print("ceiling: no-op stage, tiny image, hey")
         noop = str(ROOT / "loadtest" / "noop-pipelines.yaml")
         with posefleet_stack(tmp, "noop", POSEFLEET_PIPELINES_FILE=noop) as base:
+            saturated(base, "noop", tiny, "warm-up", args.ceiling_concurrency, 1.0)
             rows.append(
-                measure(base + "/v1/pipelines/noop/jobs", "ceiling (no-op)", 4 * c, sample=tiny)
+                saturated(base, "noop", tiny, "ceiling (no-op)", args.ceiling_concurrency, secs)
             )
-    report(rows, args.price_per_hour, args.out)
+    load = (load_before, os.getloadavg())
+    report(rows, Measured.of(rows, in_worker), args.price_per_hour, args.out, load)
     return 0
 
 
-@contextmanager
-def posefleet_stack(tmp: str, name: str, **env: str) -> Iterator[str]:
-    """``posefleet up`` with its own Redis under ``tmp``; yields the base URL."""
-    port = free_port()
-    stack_env = {"POSEFLEET_CACHE_DIR": tmp, "POSEFLEET_REDIS_URL": "", **env}
-    with local_stack(port, Path(tmp) / f"{name}.log", "--no-build", env=stack_env):
-        yield f"http://127.0.0.1:{port}"
+def ray_rows(skip: bool, tmp: Path, images: list[bytes], c: int, n: int, secs: float) -> list[Row]:
+    if skip:
+        return []
+    console.print("ray serve: the idiomatic composition running our handlers")
+    try:
+        server = ray_serve(get_settings().cache_dir, tmp / "ray.log", console.print)
+        with server as ray:
+            return [
+                sequential(ray + "/pose", images, n, "ray serve", answered),
+                hey(ray + "/pose", images[0], name="ray serve", concurrency=c, duration_s=secs),
+            ]
+    except Exception as exc:  # no Ray wheel for this platform, a failed start: say so, go on
+        console.print(f"[red]ray serve rows left out: {exc}[/red]")
+        return []
 
 
-def report(rows: list[Row], price: float, out: Path) -> None:
-    raw = rows[0]
+def report(
+    rows: list[Row],
+    measured: Measured,
+    price: float,
+    out: Path,
+    load: tuple[tuple[float, ...], tuple[float, ...]],
+) -> None:
+    models = measured.models_ms
     table = Table(title=f"pose pipeline on {os.cpu_count()} cores, cost at ${price}/h")
-    for column in (
-        "path",
-        "conc.",
-        "img/s",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "overhead ms",
-        "x raw img/s",
-        "429s",
-        "$/1000 img",
-    ):
+    columns = ("path", "conc.", "img/s", "p50 ms", "p95 ms", "p99 ms", "vs models ms")
+    for column in (*columns, "x models img/s", "429s", "errors", "$/1000 img"):
         table.add_column(column, justify="right")
-    summaries = []
+    summaries: list[dict[str, Any]] = []
     for row in rows:
         s = row.summary(price)
-        s["overhead_ms_vs_raw"] = (
-            round(row.pct(50) - raw.pct(50), 1) if row.concurrency == 1 else None
+        s["overhead_ms_vs_models"] = (
+            round(row.pct(50) - models, 1) if row.concurrency == 1 else None
         )
-        s["throughput_vs_raw"] = round(row.images_per_s / raw.images_per_s, 3)
+        s["throughput_vs_models"] = round(row.images_per_s * models / 1000, 3)
         summaries.append(s)
         table.add_row(
             row.name,
@@ -304,16 +234,27 @@ def report(rows: list[Row], price: float, out: Path) -> None:
             f"{s['p50_ms']:.1f}",
             f"{s['p95_ms']:.1f}",
             f"{s['p99_ms']:.1f}",
-            "" if s["overhead_ms_vs_raw"] is None else f"{s['overhead_ms_vs_raw']:+.1f}",
-            f"{s['throughput_vs_raw']:.2f}",
+            "" if s["overhead_ms_vs_models"] is None else f"{s['overhead_ms_vs_models']:+.1f}",
+            f"{s['throughput_vs_models']:.2f}",
             str(row.rejected),
+            str(row.errors),
             "" if s["cost_per_1000_images"] is None else f"{s['cost_per_1000_images']:.4f}",
         )
-    Console(width=150).print(table)
+    wide = Console(width=160)
+    wide.print(table)
+    verdicts = evaluate(measured)
+    wide.print(targets_table(verdicts))
+    loads = " -> ".join(", ".join(f"{x:.2f}" for x in la) for la in load)
+    wide.print(f"load average (1, 5, 15 min) before -> after: {loads}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"price_per_hour": price, "cores": os.cpu_count(), "rows": summaries}, indent=2)
-    )
+    report_json = {
+        "price_per_hour": price,
+        "cores": os.cpu_count(),
+        "load_average": {"before": load[0], "after": load[1]},
+        "rows": summaries,
+        "targets": [v.as_dict() for v in verdicts],
+    }
+    out.write_text(json.dumps(report_json, indent=2))
     console.print(f"wrote {out}")
 
 

@@ -35,8 +35,9 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest import perf_analyzer
-from loadtest.bench import Row, photos, posefleet_stack
-from loadtest.stacks import ROOT
+from loadtest.hey import Row
+from loadtest.photos import photos
+from loadtest.stacks import ROOT, posefleet_stack
 from services.cli.redis_server import free_port
 from services.core.imaging import sniff_image_type
 

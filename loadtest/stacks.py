@@ -11,19 +11,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from services.cli.redis_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 READY_MARK = "Posefleet is up"  # printed once the gateway is ready and every worker joined
 
 
 @contextmanager
 def local_stack(
-    port: int, log: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = 300
+    port: int,
+    log: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 300,
+    root: Path = ROOT,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Yield the running ``posefleet up`` process; SIGINT (Ctrl-C) it on exit."""
+    """Yield the running ``posefleet up`` process, run from the checkout at ``root`` (with its
+    own .venv when it has one); SIGINT (Ctrl-C) it on exit."""
+    own = root / ".venv" / "bin" / "python"
+    python = str(own) if root != ROOT and own.exists() else sys.executable
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up", "--port", str(port), *extra],
-            cwd=ROOT,
+            [python, "-m", "services.cli", "up", "--port", str(port), *extra],
+            cwd=root,
             env={**os.environ, **(env or {})},
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -45,3 +55,12 @@ def local_stack(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def posefleet_stack(tmp: str, name: str, **env: str) -> Iterator[str]:
+    """``posefleet up`` with its own Redis under ``tmp``; yields the base URL."""
+    port = free_port()
+    stack_env = {"POSEFLEET_CACHE_DIR": tmp, "POSEFLEET_REDIS_URL": "", **env}
+    with local_stack(port, Path(tmp) / f"{name}.log", "--no-build", env=stack_env):
+        yield f"http://127.0.0.1:{port}"

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from services.cli.redis_server import free_port
 from services.core import keys
 from services.core.pipeline import load_pipelines
-from services.core.settings import get_settings
+from services.core.runtime.cpus import available_cpus
+from services.core.settings import Settings, get_settings
 from services.core.worker import consumer_prefix
 from services.factory.catalog import CATALOG
 
@@ -76,6 +77,29 @@ def choose_grpc_port(host: str, wanted: int | None) -> int:
     except RuntimeError:
         return free_port()
     return DEFAULT_GRPC_PORT
+
+
+def gateway_processes(settings: Settings) -> int:
+    """One gateway process per CPU unless POSEFLEET_GATEWAY_PROCESSES says otherwise: on one
+    machine the gateway's Python caps the transport (two on two cores carried 1.4x the no-op
+    jobs/s of one, docs/performance.md)."""
+    if "gateway_processes" in settings.model_fields_set:
+        return settings.gateway_processes
+    return available_cpus()
+
+
+def worker_groups(settings: Settings) -> dict[str, str]:
+    """Each local worker's instance group, unless the environment sets it: two model copies,
+    each with all of the machine's CPUs. With spinning off the oversubscription is cheap: on 2
+    cores the pose pipeline served 9% more images saturated than with one copy, for 6% more
+    latency at concurrency 1 (one copy per CPU: +19% and +32%; docs/performance.md). A pod
+    gets its own CPUs instead, so the chart keeps one copy with the pod's CPU limit."""
+    env = {}
+    if "instances" not in settings.model_fields_set:
+        env["POSEFLEET_INSTANCES"] = "2"
+    if "intra_op_threads" not in settings.model_fields_set:
+        env["POSEFLEET_INTRA_OP_THREADS"] = str(available_cpus())
+    return env
 
 
 def wait_for_workers(redis_url: str, workers: dict[str, tuple[str, int]], timeout_s: float) -> None:
@@ -143,21 +167,23 @@ def run_local_system(
     )
     supervisor = Supervisor(console, settings.up_stop_grace_s, policy)
     try:
+        processes = {"POSEFLEET_GATEWAY_PROCESSES": str(gateway_processes(settings))}
         supervisor.start(
             ProcessSpec(
                 "gateway",
                 supervised("services.gateway"),
-                env,
+                {**env, **processes},
                 ready_url=f"http://{host}:{port}/readyz",
             )
         )
         workers = {}
+        groups = worker_groups(settings)
         for stage in stages:
             for i in range(1, workers_per_stage + 1):
                 name = f"{stage}-{i}"
                 argv = supervised("services.cli", "worker", stage)
                 ports = {"POSEFLEET_METRICS_PORT": str(free_port())}  # /metrics, /healthz
-                supervisor.start(ProcessSpec(name, argv, {**env, **ports}))
+                supervisor.start(ProcessSpec(name, argv, {**env, **groups, **ports}))
                 workers[name] = (stage, supervisor.pids()[name])
         supervisor.start(
             ProcessSpec("control-1", supervised("services.cli", "control-worker"), env)

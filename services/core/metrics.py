@@ -24,10 +24,19 @@ JOB_DURATION = Histogram(
     ["pipeline", "status"],
     buckets=LATENCY_BUCKETS,
 )
+# Read from Redis at scrape time: with several gateway processes the latest read is the value.
 STAGE_BACKLOG = Gauge(
-    "posefleet_stage_backlog", "Tasks in a stage's stream: waiting plus in flight", ["stage"]
+    "posefleet_stage_backlog",
+    "Tasks in a stage's stream: waiting plus in flight",
+    ["stage"],
+    multiprocess_mode="mostrecent",
 )
-DEAD_LETTERS = Gauge("posefleet_dead_letters", "Entries in a stage's dead-letter stream", ["stage"])
+DEAD_LETTERS = Gauge(
+    "posefleet_dead_letters",
+    "Entries in a stage's dead-letter stream",
+    ["stage"],
+    multiprocess_mode="mostrecent",
+)
 STAGE_QUEUE_WAIT = Histogram(
     "posefleet_stage_queue_wait_seconds",
     "Enqueue to start of a task (Redis clock)",

@@ -72,11 +72,14 @@ class Settings(BaseSettings):
     neuron_cores_per_instance: int = Field(1, ge=1, description="NeuronCores per model copy")
     neuron_first_core: int = Field(0, ge=0, description="the first NeuronCore of copy 0")
 
-    # onnxruntime, per node pool: provider, threads (0 lets onnxruntime choose), graph
-    # optimisation, TensorRT options; a missing provider fails start-up unless allow_fallback.
+    # onnxruntime, per node pool: provider, threads, graph optimisation, TensorRT options; a
+    # missing provider fails start-up unless allow_fallback. intra_op_threads 0: the CPUs this
+    # process may use (affinity, cgroup quota: a pod's CPU limit) shared by its instances;
+    # -1: onnxruntime's own default, one thread per physical core of the MACHINE, each pinned to
+    # its core in every process alike (why not the default: docs/performance.md).
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
     device_id: int = Field(0, ge=0)
-    intra_op_threads: int = Field(0, ge=0)
+    intra_op_threads: int = Field(0, ge=-1)
     inter_op_threads: int = Field(0, ge=0)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     trt_fp16: bool = False
@@ -259,6 +262,22 @@ class Settings(BaseSettings):
     # one max_image_bytes image). 64 MiB holds a few full-size images plus base64's 4/3 overhead;
     # every image is still held to max_image_bytes.
     oip_max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+
+    # Performance (issue 16; docs/performance.md).
+    # onnxruntime's pool threads busy-wait for the next operator instead of sleeping: "always"
+    # (onnxruntime's own default, which keeps spinning after session.run returns), "run" (only
+    # while a run is in progress) or "off". Off by default: a pool spinning after its run
+    # steals the cores the next stage's worker is computing on (the same handler measured
+    # 1.8x slower beside a spinning neighbour), and spinning under other load on the machine
+    # (a shared node, CFS quotas) turns into waste; "run" is a little faster on an idle,
+    # dedicated machine. Threads per session: intra_op_threads above.
+    intra_op_spinning: Literal["always", "run", "off"] = "off"
+    # uvicorn processes of one gateway, sharing its socket, each with its own event loop and
+    # pub/sub subscription. 1: a pod is one process and replicas scale the gateway.
+    gateway_processes: int = Field(1, ge=1, le=64)
+    # A JSON log line per HTTP request (uvicorn's access log). Off: it cost 8% of a gateway's
+    # request time, and what it says is already in /metrics and the ingress' own access log.
+    gateway_access_log: bool = False
 
 
 @lru_cache(maxsize=1)

@@ -23,34 +23,49 @@ class BuilderUnavailable(RuntimeError):
     """The builder venv cannot be made (the installed distribution carries no builder pins)."""
 
 
-def builder_requirements() -> list[str]:
-    """The ``builder`` extra's pins, read from the installed distribution's metadata."""
+def extra_requirements(extra: str) -> list[str]:
+    """An extra's pins (``builder``, ``rayserve``), read from the installed distribution's
+    metadata."""
     pins = []
     for req in metadata.requires("posefleet") or []:
         spec, _, marker = req.partition(";")
-        if 'extra == "builder"' in marker:
+        if f'extra == "{extra}"' in marker:
             pins.append(spec.strip())
     if not pins:
-        raise BuilderUnavailable("no builder pins found: reinstall posefleet (pip install -e .)")
+        raise BuilderUnavailable(f"no {extra} pins found: reinstall posefleet (pip install -e .)")
     return sorted(pins)
 
 
-def ensure_builder_venv(cache_dir: Path, report: Progress) -> Path:
-    venv = cache_dir / "builder-venv"
+def builder_requirements() -> list[str]:
+    """The ``builder`` extra's pins."""
+    return extra_requirements("builder")
+
+
+def ensure_venv(venv: Path, pins: list[str], report: Progress, what: str) -> Path:
+    """A venv with exactly ``pins``, created (or re-created when the pins changed) on first
+    use; returns its python."""
     python = venv / "bin" / "python"
-    pins = builder_requirements()
     stamp = venv / "posefleet-pins.txt"
     if python.exists() and stamp.exists() and stamp.read_text() == "\n".join(pins):
         return python
-    report("creating the model-builder venv (TensorFlow + tf2onnx; first run only)", None)
+    report(f"creating {what} (first run only)", None)
     shutil.rmtree(venv, ignore_errors=True)
-    run_checked([sys.executable, "-m", "venv", str(venv)], "create the builder venv")
+    run_checked([sys.executable, "-m", "venv", str(venv)], f"create {what}")
     run_checked(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins],
-        "install the builder packages",
+        f"install the packages of {what}",
     )
     stamp.write_text("\n".join(pins))
     return python
+
+
+def ensure_builder_venv(cache_dir: Path, report: Progress) -> Path:
+    return ensure_venv(
+        cache_dir / "builder-venv",
+        builder_requirements(),
+        report,
+        "the model-builder venv (TensorFlow + tf2onnx)",
+    )
 
 
 BUILDER_ENV = {

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from services.core.settings import Settings
+from services.core.settings import Settings, get_settings
 from services.gateway.errors import PROBLEM_JSON, Problem, problem_body, problem_response
 
 log = logging.getLogger("posefleet.gateway.edge")
@@ -78,10 +78,14 @@ def _raw_problem(problem: Problem) -> bytes:
 
 
 class EdgeProtocol(H11Protocol):
-    header_timeout_s = 10.0
-    body_timeout_s = 120.0
+    # None: the process's settings (POSEFLEET_HTTP_*_TIMEOUT_S); edge_protocol() fixes them.
+    header_timeout_s: float | None = None
+    body_timeout_s: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        settings = get_settings()
+        self.header_timeout_s = self.header_timeout_s or settings.http_header_timeout_s
+        self.body_timeout_s = self.body_timeout_s or settings.http_body_timeout_s
         self._timer: asyncio.TimerHandle | None = None
         self._phase: tuple[str | None, Any] = (None, None)
         super().connection_made(transport)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from services.core.handler import HandlerContext
+from services.core.runtime.cpus import session_threads
 from services.core.runtime.neuron import NeuronOptions, open_neuron_model
 from services.core.runtime.onnx import OnnxModel, OnnxOptions
 from services.core.runtime.repository import ModelEntry, ModelRepository
@@ -35,8 +36,9 @@ def open_model(entry: ModelEntry, settings: Settings, instance: int = 0) -> Any:
         OnnxOptions(
             provider=settings.provider,
             device_id=settings.device_id,
-            intra_op_threads=settings.intra_op_threads,
+            intra_op_threads=session_threads(settings.intra_op_threads, settings.instances),
             inter_op_threads=settings.inter_op_threads,
+            spinning=settings.intra_op_spinning,
             graph_optimization=settings.graph_optimization,
             trt_fp16=settings.trt_fp16,
             trt_engine_cache=settings.trt_engine_cache,

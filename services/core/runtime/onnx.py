@@ -21,6 +21,7 @@ import onnxruntime as ort
 log = logging.getLogger("posefleet.runtime")
 
 Provider = Literal["cpu", "cuda", "tensorrt"]
+Spinning = Literal["always", "run", "off"]
 _ORT_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -48,6 +49,9 @@ class OnnxOptions:
     device_id: int = 0
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    # Pool threads busy-wait for the next operator: "always" (onnxruntime's default, which
+    # spins on after run() returns), "run" (only while a run is in progress) or "off".
+    spinning: Spinning = "always"
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     trt_fp16: bool = False
     trt_engine_cache: Path | None = None
@@ -83,6 +87,11 @@ class OnnxModel:
         session_options.intra_op_num_threads = options.intra_op_threads
         session_options.inter_op_num_threads = options.inter_op_threads
         session_options.graph_optimization_level = _OPT_LEVELS[options.graph_optimization]
+        spin = "0" if options.spinning == "off" else "1"
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        session_options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        if options.spinning == "run":
+            session_options.add_session_config_entry("session.force_spinning_stop", "1")
         session_options.log_severity_level = 3
         self.session = ort.InferenceSession(
             str(path),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Annotated, Any
 
 import redis
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from services.core.backlog import backlog_commands, record_backlog
 from services.core.redis_memory import memory_command, record_memory
@@ -56,4 +57,15 @@ async def metrics(gw: GatewayDep) -> Response:
         *backlog, memory = await pipe.execute()
         record_backlog(names, backlog)
         record_memory(memory)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(_exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _exposition() -> bytes:
+    """This process's metrics; with several gateway processes (POSEFLEET_GATEWAY_PROCESSES,
+    prometheus_client's multiprocess mode) all of theirs added up, or a scrape would see the
+    counters of whichever process answered."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)

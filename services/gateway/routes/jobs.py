@@ -6,7 +6,6 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -16,6 +15,7 @@ from services.gateway import dataplane
 from services.gateway.callbacks import CALLBACK_DESCRIPTION
 from services.gateway.deps import Gateway, gateway, pipeline_spec, tenant
 from services.gateway.errors import Problem, problem_responses
+from services.gateway.responses import FastJSONResponse as JSONResponse
 from services.gateway.schemas import Job, JobAccepted
 
 router = APIRouter(prefix="/v1", tags=["jobs"])

@@ -200,10 +200,13 @@ def _reply(response: InferResponse, raw: bool) -> pb.ModelInferResponse:
 @asynccontextmanager
 async def serving(gw: Gateway, catalog: ModelCatalog, address: str) -> AsyncIterator[int]:
     """Serve V2 gRPC on ``address`` (host:port) until the block ends; yields the bound port.
-    SO_REUSEPORT is off, so a port another process holds is an error, not a shared socket."""
+    SO_REUSEPORT is off for a single gateway process, so a port another process holds is an
+    error, not a shared socket; with ``gateway_processes`` > 1 it is on, so the gateway's
+    processes share the port and the kernel spreads connections across them."""
+    shared = gw.settings.gateway_processes > 1
     server = grpc.aio.server(
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(shared)),
             ("grpc.max_receive_message_length", gw.settings.oip_max_request_bytes),
         ]
     )

@@ -1,6 +1,6 @@
-"""The transport benchmark's DAG-steps row really runs every task through begin and complete."""
+"""The DAG-steps benchmark really runs every task through begin and complete."""
 
-from loadtest.ceiling import dag_steps_us
+from loadtest.dagsteps import dag_steps_us
 from services.core import keys
 
 
