@@ -16,6 +16,9 @@ def rows(posefleet_c1_ms: float, posefleet_img_s: float, ceiling: float) -> list
         row("handlers", 1, 42.0),
         row("posefleet", 1, posefleet_c1_ms),
         row("posefleet", 8, 300.0, images=int(posefleet_img_s * 10), seconds=10.0),
+        # our own V2 rows (loadtest/oip_bench.py) are not peers to be ahead of
+        row("job API (hey)", 8, 300.0, images=300, seconds=10.0),
+        row("V2 gRPC (perf_analyzer)", 8, 300.0, images=300, seconds=10.0),
         row("naive", 1, 45.0),
         row("naive", 8, 400.0, images=150, seconds=10.0),
         row("ceiling (no-op)", 64, 50.0, images=int(ceiling * 10), seconds=10.0),
