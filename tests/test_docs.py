@@ -1,5 +1,5 @@
-"""The documentation holds together: relative links resolve, and the generated pages are
-current (docs/configuration.md from Settings)."""
+"""The documentation holds together: relative links resolve, the generated pages are current
+(docs/configuration.md from Settings), and the README stays a front door."""
 
 import re
 from pathlib import Path
@@ -26,3 +26,12 @@ def test_configuration_page_is_generated_from_settings():
     assert (ROOT / "docs" / "configuration.md").read_text() == settings_doc.render(), (
         "docs/configuration.md is stale: run `make docs`"
     )
+
+
+def test_readme_is_a_front_door():
+    """The README is what a newcomer reads first: the two commands on its first screen, the rest
+    in docs/ (at most 200 lines, so it stays a front door and not a manual)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    first_screen = "\n".join(lines[:15])
+    assert "make up" in first_screen and "make test" in first_screen
+    assert len(lines) <= 200, f"README.md is {len(lines)} lines; move detail to docs/"
