@@ -4,7 +4,6 @@ per pipeline and node, backlog per stage, replicas and cost per pool — once or
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +24,7 @@ from services.cli.output import (
     is_terminal,
     print_json,
     print_rows,
+    stop_on_interrupt,
 )
 
 QUANTILES = ("p50", "p95", "p99")
@@ -153,17 +153,15 @@ def stats(
         if not watch:
             show(snapshot(api, window), as_json)
             return
-        try:
+        with stop_on_interrupt() as stop:
             if is_terminal() and not as_json:
                 with Live(tables(snapshot(api, window)), console=Console()) as live:
-                    while True:
-                        time.sleep(interval)  # the refresh interval
+                    while not stop.wait(interval):
                         live.update(tables(snapshot(api, window)))
-            while True:
+                return
+            show(snapshot(api, window), as_json, compact=True)
+            while not stop.wait(interval):
                 show(snapshot(api, window), as_json, compact=True)
-                time.sleep(interval)  # the refresh interval
-        except KeyboardInterrupt:
-            return
 
 
 def show(data: dict[str, Any], as_json: bool, compact: bool = False) -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -85,6 +88,27 @@ def _cell(value: Any) -> str:
 
 def client(url: str, api_key: str | None, retry: bool = False) -> JobClient:
     return JobClient(url, api_key, retry=retry, on_wait=lambda m: stderr.print(f"[dim]{m}[/dim]"))
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) sets the yielded event instead of raising KeyboardInterrupt wherever the
+    main thread happens to be, so a refresh loop ends between two requests, never inside the
+    HTTP client: an interrupt that lands while httpcore holds its connection pool's lock makes
+    the client's own cleanup wait on that lock forever (encode/httpcore#990). A second Ctrl-C
+    raises KeyboardInterrupt as usual."""
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

