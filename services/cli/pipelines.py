@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -20,42 +21,46 @@ from services.cli.output import (
     print_json,
     print_rows,
 )
-from services.core.pipeline import PipelineConfig, PipelineSpec, load_pipelines
-from services.core.settings import get_settings
+from services.core.pipeline import load_pipelines
 
 app = typer.Typer(no_args_is_help=True, help="List, validate and inspect pipelines.")
 output = Console()
 
 
-def layers(spec: PipelineSpec) -> list[list[str]]:
-    """Nodes grouped by depth: a node sits one layer below its deepest input."""
+def layers(described: dict[str, Any]) -> list[list[str]]:
+    """Nodes grouped by depth: a node sits one layer below its deepest input. Works on a
+    pipeline as the API describes it (``nodes`` in topological order, ``edges``)."""
+    upstream: dict[str, list[str]] = {n["name"]: [] for n in described["nodes"]}
+    for up, down in described["edges"]:
+        upstream[down].append(up)
     depth: dict[str, int] = {}
-    for name in spec.order:
-        upstream = spec.nodes[name].upstream()
-        depth[name] = 1 + max((depth[u] for u in upstream), default=-1)
+    for name in upstream:
+        depth[name] = 1 + max((depth[u] for u in upstream[name]), default=-1)
     grouped: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
-    for name in spec.order:
+    for name in upstream:
         grouped[depth[name]].append(name)
     return grouped
 
 
-def render(config: PipelineConfig, spec: PipelineSpec) -> str:
-    lines = [f"pipeline {spec.name}" + (f" — {spec.description}" if spec.description else "")]
-    for i, layer in enumerate(layers(spec)):
+def render(described: dict[str, Any]) -> str:
+    description = described["description"]
+    lines = [f"pipeline {described['name']}" + (f" — {description}" if description else "")]
+    nodes = {n["name"]: n for n in described["nodes"]}
+    for i, layer in enumerate(layers(described)):
         for j, name in enumerate(layer):
-            node = spec.nodes[name]
-            stage = config.stages[node.stage]
+            node = nodes[name]
             inputs = ", ".join(
                 f"{k}={'[' + ', '.join(v) + ']' if isinstance(v, list) else v}"
-                for k, v in node.inputs.items()
+                for k, v in node["inputs"].items()
             )
-            model = f" model={stage.model}" if stage.model else ""
-            params = (
-                " " + " ".join(f"{k}={v}" for k, v in node.params.items()) if node.params else ""
-            )
+            model = f" model={node['model']}" if node["model"] else ""
+            params = " ".join(f"{k}={v}" for k, v in node["params"].items())
             label = f"step {i + 1}" if j == 0 else ""
-            lines.append(f"{label:>9} │ {name} [{node.stage}{model}{params}] ← {inputs}")
-    outputs = ", ".join(f"{k} ← {v}" for k, v in spec.outputs.items())
+            lines.append(
+                f"{label:>9} │ {name} [{node['stage']}{model}{' ' + params if params else ''}]"
+                f" ← {inputs}"
+            )
+    outputs = ", ".join(f"{k} ← {v}" for k, v in described["outputs"].items())
     lines.append(f"{'outputs':>9} │ {outputs}")
     return "\n".join(lines)
 
@@ -70,42 +75,40 @@ def validate(file: Annotated[Path, typer.Argument(help="pipelines file to check"
     )
 
 
-def as_dict(config: PipelineConfig, spec: PipelineSpec) -> dict[str, Any]:
-    """A pipeline as ``show --json`` prints it: its steps and each node's stage and model."""
-    return {
-        "name": spec.name,
-        "description": spec.description,
-        "steps": layers(spec),
-        "nodes": [
-            {
-                "name": n,
-                "stage": spec.nodes[n].stage,
-                "model": config.stages[spec.nodes[n].stage].model,
-                "inputs": spec.nodes[n].inputs,
-                "params": spec.nodes[n].params,
-            }
-            for n in spec.order
-        ],
-        "outputs": spec.outputs,
-    }
+def from_file(file: Path) -> list[dict[str, Any]]:
+    """A local pipelines file's pipelines, described as a gateway would serve them."""
+    config = load_pipelines(file)
+    return [spec.describe(config.stages) for spec in config.pipelines.values()]
+
+
+FileOption = Annotated[
+    Path | None, typer.Option(help="read this pipelines file instead of asking a gateway")
+]
 
 
 @app.command()
 def show(
     name: Annotated[str, typer.Argument(help="pipeline name")],
-    file: Annotated[Path | None, typer.Option(help="pipelines file (default: settings)")] = None,
+    url: UrlOption = DEFAULT_URL,
+    api_key: ApiKeyOption = None,
+    file: FileOption = None,
     as_json: JsonOption = False,
+    retry: RetryOption = False,
 ) -> None:
-    """Draw pipeline NAME's DAG as text: nodes by step, with stage, model, params and inputs."""
-    config = load_pipelines(file or get_settings().pipelines_file)
-    if name not in config.pipelines:
-        raise typer.BadParameter(f"no pipeline '{name}' (known: {sorted(config.pipelines)})")
+    """Draw pipeline NAME's DAG as text: nodes by step, with stage, model, params and inputs —
+    as a gateway serves it (GET /v1/pipelines/NAME), or from a local file with --file."""
+    if file is not None:
+        known = {d["name"]: d for d in from_file(file)}
+        if name not in known:
+            raise typer.BadParameter(f"no pipeline '{name}' in {file} (known: {sorted(known)})")
+        described = known[name]
+    else:
+        with errors_as_one_line(), client(url, api_key, retry) as api:
+            described = api.get(f"/v1/pipelines/{quote(name, safe='')}")
     if as_json:
-        print_json(as_dict(config, config.pipelines[name]))
+        print_json({**described, "steps": layers(described)})
         return
-    output.print(
-        render(config, config.pipelines[name]), highlight=False, markup=False, soft_wrap=True
-    )
+    output.print(render(described), highlight=False, markup=False, soft_wrap=True)
 
 
 LIST_COLUMNS = ("pipeline", "nodes", "stages", "outputs", "description")
@@ -115,16 +118,13 @@ LIST_COLUMNS = ("pipeline", "nodes", "stages", "outputs", "description")
 def list_pipelines(
     url: UrlOption = DEFAULT_URL,
     api_key: ApiKeyOption = None,
-    file: Annotated[
-        Path | None, typer.Option(help="list this pipelines file instead of asking a gateway")
-    ] = None,
+    file: FileOption = None,
     as_json: JsonOption = False,
     retry: RetryOption = False,
 ) -> None:
     """The pipelines a gateway serves (GET /v1/pipelines), or those in a local file."""
     if file is not None:
-        config = load_pipelines(file)
-        described = [as_dict(config, spec) for spec in config.pipelines.values()]
+        described = from_file(file)
     else:
         with errors_as_one_line(), client(url, api_key, retry) as api:
             described = api.get("/v1/pipelines")["pipelines"]

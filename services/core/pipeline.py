@@ -90,6 +90,38 @@ class PipelineSpec:
             schemas[name] = stages[self.nodes[node].stage].output_schemas.get(fld, {})
         return schemas
 
+    def describe(self, stages: dict[str, StageSpec]) -> dict[str, Any]:
+        """The pipeline as clients see it (``GET /v1/pipelines/{name}``, ``posefleet pipelines
+        show --file``): what may be submitted, what comes back, and the DAG's nodes and edges."""
+        request_inputs = sorted(
+            {
+                ref[len(REQUEST_PREFIX) :]
+                for node in self.nodes.values()
+                for ref in node.refs()
+                if ref.startswith(REQUEST_PREFIX)
+            }
+        )
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inputs": request_inputs,
+            "outputs": self.outputs,
+            "output_schemas": self.output_schemas(stages),
+            "stages": self.stages(),
+            "nodes": [
+                {
+                    "name": n,
+                    "stage": self.nodes[n].stage,
+                    "inputs": self.nodes[n].inputs,
+                    "params": self.nodes[n].params,
+                    "model": stages[self.nodes[n].stage].model,
+                    "model_version": stages[self.nodes[n].stage].model_version,
+                }
+                for n in self.order
+            ],
+            "edges": [(up, n) for n in self.order for up in sorted(self.nodes[n].upstream())],
+        }
+
     def compile(self) -> dict[str, Any]:
         """The job record's copy of this DAG, read by the Lua DAG steps and the workers."""
         return {

@@ -123,8 +123,28 @@ def test_pipelines_list_from_the_gateway_and_from_a_file(gateway):
         "classify",
         "scene",
     ]
-    shown = json.loads(posefleet("pipelines", "show", "classify", "--json").stdout)
+    pipelines_file = str(ROOT / "pipelines.yaml")
+    shown = json.loads(posefleet("pipelines", "show", "classify", "--file", pipelines_file,
+                                 "--json").stdout)  # fmt: skip
     assert shown["steps"] == [["a", "b"], ["vote"]]
+
+
+def test_pipelines_show_asks_the_gateway_it_is_pointed_at(gateway, start_gateway):
+    """Like every gateway command, ``show`` honours POSEFLEET_URL and POSEFLEET_API_KEY."""
+    served = json.loads(cli(gateway, "pipelines", "show", "diamond", "--json").stdout)
+    assert served["steps"] == [["m"], ["double", "triple"], ["sum"]]
+    api = httpx.get(f"{gateway}/v1/pipelines/diamond").json()
+    assert served == {**api, "steps": served["steps"]}
+    text = cli(gateway, "pipelines", "show", "diamond")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("pipeline diamond — fan-out"), text.stdout
+    assert "   step 2 │ double [" in text.stdout
+    line = one_error_line(cli(gateway, "pipelines", "show", "nope"))
+    assert "HTTP 404 pipeline_not_found" in line and "known: ['diamond'" in line
+    secured = start_gateway(api_keys={"k-1": "team-a"})
+    assert "POSEFLEET_API_KEY" in one_error_line(cli(secured, "pipelines", "show", "diamond"))
+    keyed = cli(secured, "pipelines", "show", "diamond", env={"POSEFLEET_API_KEY": "k-1"})
+    assert keyed.returncode == 0, keyed.stderr
 
 
 def test_stats_as_tables_json_and_watch(gateway, workers):

@@ -8,18 +8,24 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_pipelines(ROOT / "pipelines.yaml")
 
 
+def described(name: str) -> dict:
+    return CONFIG.pipelines[name].describe(CONFIG.stages)
+
+
 def test_layers_put_parallel_branches_side_by_side():
-    assert layers(CONFIG.pipelines["scene"]) == [["detect", "a", "b"], ["keypoints", "vote"]]
-    assert layers(CONFIG.pipelines["pose"]) == [["detect"], ["keypoints"]]
+    assert layers(described("scene")) == [["detect", "a", "b"], ["keypoints", "vote"]]
+    assert layers(described("pose")) == [["detect"], ["keypoints"]]
 
 
 def test_show_draws_steps_inputs_and_outputs():
-    text = render(CONFIG, CONFIG.pipelines["classify"])
+    text = render(described("classify"))
     assert "   step 1 │ a [classifier-a model=efficientnet-lite0] ← image=$request.image" in text
     assert "   step 2 │ vote [combine method=mean top_k=5] ← probs=[a.probs, b.probs]" in text
     assert text.splitlines()[-1].startswith("  outputs │ label ← vote.label")
-    result = posefleet("pipelines", "show", "classify")
-    assert result.returncode == 0 and "step 2" in result.stdout
+    result = posefleet("pipelines", "show", "classify", "--file", str(ROOT / "pipelines.yaml"))
+    assert result.returncode == 0 and "step 2" in result.stdout, result.stderr
+    unknown = posefleet("pipelines", "show", "nope", "--file", str(ROOT / "pipelines.yaml"))
+    assert unknown.returncode == 2 and "no pipeline 'nope'" in unknown.stderr
 
 
 def test_validate_accepts_the_default_file_and_names_the_error(tmp_path):
