@@ -15,12 +15,14 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 import redis
 from rq.job import Job, JobStatus
 
-from services.control.frames import BatchRefused, Frame, RefusedFrame, zip_frames
+from services.control.frames import BatchRefused, Frame, RefusedFrame, video_frames, zip_frames
 from services.core import keys
 from services.core.imaging import ImageLimits
 from services.core.settings import Settings
@@ -145,6 +147,57 @@ def test_an_upload_that_is_not_a_video_fails_at_once(api, control_worker, redis_
     assert_for_users(state["error"])
     assert not redis_client.exists(keys.upload(batch_id))
     assert_batch_keys_expire(redis_client, batch_id)
+
+
+def video(tmp_path, width: int, height: int, frames: int = 4) -> bytes:
+    """A real Motion-JPEG AVI (OpenCV's own encoder) of noise frames of the given size."""
+    path = tmp_path / f"{width}x{height}.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (width, height))
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+def test_a_video_whose_frames_are_over_a_limit_fails_at_once(
+    api, control_worker, redis_client, tmp_path
+):
+    """A frame size is fixed per video, so a video of 1600x32 frames (aspect 50:1, the shape
+    that blew up the classifiers as an image) fails the whole batch, with the limit named, and
+    never becomes a job."""
+    batch_id = submit(api, "single", video(tmp_path, 1600, 32))
+    state, seconds = wait_batch(api, batch_id, timeout_s=60)
+    assert state["status"] == "failed" and seconds < 5, (state, seconds)
+    assert state["error"]["code"] == "image_aspect_too_extreme"
+    assert "1600x32" in state["error"]["message"]
+    assert_for_users(state["error"])
+    assert state["submitted"] == 0
+    assert not redis_client.exists(keys.upload(batch_id))
+
+
+@pytest.mark.parametrize(
+    ("limits", "code"),
+    [
+        (ImageLimits(10 * MIB, 100_000, 4096, 20), "image_too_many_pixels"),  # 320x240 = 76,800 ok
+        (ImageLimits(10 * MIB, 50_000_000, 400, 20), "image_side_too_long"),
+    ],
+)
+def test_video_frame_limits_are_read_from_the_header(tmp_path, limits, code):
+    small = video(tmp_path, 320, 240, frames=2)
+    assert [type(f) for f in video_frames(small, 1, 10, limits)] == [Frame, Frame]
+    big = video(tmp_path, 640, 480, frames=2)
+    with pytest.raises(BatchRefused) as refused:
+        next(video_frames(big, 1, 10, limits))
+    assert refused.value.code == code and "640x480" in refused.value.message
+
+
+def test_a_video_frame_over_the_byte_limit_is_a_failed_line(tmp_path):
+    """Each frame is re-encoded as a JPEG for its job; one over max_bytes is refused alone."""
+    limits = ImageLimits(2_000, 50_000_000, 4096, 20)
+    frames = list(video_frames(video(tmp_path, 320, 240, frames=2), 1, 10, limits))
+    assert [(type(f), f.code) for f in frames] == [(RefusedFrame, "image_too_large")] * 2
 
 
 def test_a_batch_killed_part_way_leaves_only_expiring_keys(
