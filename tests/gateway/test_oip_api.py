@@ -413,6 +413,24 @@ def test_inferences_are_counted_by_protocol_and_outcome(oip, workers):
     assert delta(before, after, count, **unknown) == 1
 
 
+def test_v2_inferences_are_jobs_of_their_tenant_in_stats(start_oip, workers):
+    """Each image of a V2 request is a job like any other: counted in ``/v1/stats`` for the
+    tenant whose key made it (the cost share follows those counts), never for another."""
+    url, target = start_oip(api_keys={"key-a": "alice", "key-b": "bob"})
+    alice = {"authorization": "Bearer key-a"}
+    with httpx.Client(base_url=url, timeout=30) as api, grpc.insecure_channel(target) as channel:
+        rest = api.post("/v2/models/people/infer", json=json_infer(png(), png()), headers=alice)
+        assert rest.status_code == 200, rest.text
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub.ModelInfer(grpc_infer(png()), metadata=(("authorization", "Bearer key-a"),))
+        mine = api.get("/v1/stats?window=5m", headers=alice).json()
+        theirs = api.get("/v1/stats?window=5m", headers={"authorization": "Bearer key-b"}).json()
+    assert mine["scope"] == "tenant" and mine["tenant"] == "alice"
+    assert mine["pipelines"]["people"]["succeeded"] == 3
+    assert mine["stages"]["people"]["tasks"] == 3
+    assert "people" not in theirs["pipelines"]
+
+
 # uvicorn leaves a failed start-up with SystemExit in its thread; that is the behaviour tested
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_grpc_port_held_by_another_process_stops_start_up(redis_url):
