@@ -8,6 +8,7 @@ out/screenshots/ as test artefacts.
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -43,10 +44,24 @@ def page_errors() -> list[str]:
     return []
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def leaves_the_machine(url: str) -> bool:
+    """A request the console must never make air-gapped: to anywhere but the gateway's host
+    (a CDN, web fonts, analytics). ``data:`` and ``blob:`` URLs stay in the page."""
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https", "ws", "wss") and parts.hostname not in {
+        h.strip("[]") for h in LOCAL_HOSTS
+    }
+
+
 @pytest.fixture
 def open_page(browser: Browser, page_errors: list[str]) -> Iterator[Callable[..., Page]]:
-    """Open pages in fresh contexts (a viewport each); their errors fail the test."""
+    """Open pages in fresh contexts (a viewport each); their errors, and any request that would
+    leave the machine, fail the test."""
     contexts = []
+    outside: list[str] = []
 
     def open_one(width: int = 1360, height: int = 1000, scale: float = 1) -> Page:
         context = browser.new_context(
@@ -59,12 +74,14 @@ def open_page(browser: Browser, page_errors: list[str]) -> Iterator[Callable[...
         opened.set_default_timeout(60_000)
         opened.on("console", lambda m: m.type == "error" and page_errors.append(m.text))
         opened.on("pageerror", lambda e: page_errors.append(str(e)))
+        opened.on("request", lambda r: leaves_the_machine(r.url) and outside.append(r.url))
         return opened
 
     yield open_one
     for context in contexts:
         context.close()
     assert not page_errors, f"the page logged errors: {page_errors}"
+    assert not outside, f"the console made requests off the machine: {outside}"
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from services.core.handler import HandlerContext, Task
 from services.core.settings import Settings, get_settings
 from services.detector.handler import DetectorHandler
 from services.ensemble.classifier import ClassifierHandler
+from services.ensemble.combine import CombineHandler
 from services.factory.importer import ImportOptions, import_model
 from services.factory.layouts import DecoderOptions, ImportRefused
 from services.pose.handler import PoseHandler
@@ -73,6 +74,33 @@ def test_classifier_layouts_colour_order_and_scores(
     else:  # logits (channel means of pixel / 255) get the softmax
         assert handler.activation == "softmax"
         assert max(out["probs"]) == pytest.approx(np.e / (np.e + 2), abs=1e-4)
+
+
+def test_two_imported_classifiers_make_an_ensemble(tmp_path, settings):
+    """Imported classifiers feed the combine stage as the catalog's do: it takes its class names
+    from one of them (``labels_model``) and fuses the members' probabilities."""
+    labels = DecoderOptions(labels=["red", "green", "blue"])
+    for name, layout, probabilities in (("logits", "NCHW", False), ("probs", "NHWC", True)):
+        path = colour_classifier(
+            tmp_path / f"{name}.onnx", layout=layout, probabilities=probabilities
+        )
+        import_model(path, name, ImportOptions("image-classification", decoder=labels), settings)
+    members = [
+        run(serve(ClassifierHandler, settings, name), [{"image": image((0, 0, 255))}])[0]
+        for name in ("logits", "probs")
+    ]
+    combine = CombineHandler()
+    combine.initialize(
+        HandlerContext("combine", settings, model=None, options={"labels_model": "logits"})
+    )
+    inputs = {"probs": [m["probs"] for m in members], "members": [m["top1"] for m in members]}
+    task = Task("job-0", "vote", inputs, params={"method": "mean", "top_k": 2})
+    (voted,) = combine.postprocess(combine.inference(combine.preprocess([task])), [task])
+    assert [m["top1"]["label"] for m in members] == ["blue", "blue"]
+    assert voted["label"] == "blue" and len(voted["top_k"]) == 2
+    assert voted["members"] == [m["top1"] for m in members]
+    expected = np.mean([m["probs"] for m in members], axis=0)[2]
+    assert voted["score"] == pytest.approx(expected, abs=1e-4)
 
 
 # --- detectors -----------------------------------------------------------------------------

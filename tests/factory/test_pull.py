@@ -97,7 +97,7 @@ def test_a_corrupted_object_fails_the_pull_naming_the_file(s3_url, bucket, tmp_p
     assert "differs from model.yaml's" in text
 
 
-def test_wrong_credentials_and_empty_prefixes_are_clear(s3_url, bucket, tmp_path, monkeypatch):
+def test_an_empty_prefix_and_a_missing_bucket_are_clear(s3_url, bucket, tmp_path, monkeypatch):
     _, name = bucket
     result = posefleet(
         "models", "pull", f"s3://{name}/nothing-here", "--to", str(tmp_path / "m"),
