@@ -75,10 +75,21 @@ def validate(file: Annotated[Path, typer.Argument(help="pipelines file to check"
     )
 
 
-def from_file(file: Path) -> list[dict[str, Any]]:
-    """A local pipelines file's pipelines, described as a gateway would serve them."""
-    config = load_pipelines(file)
-    return [spec.describe(config.stages) for spec in config.pipelines.values()]
+def described(
+    file: Path | None, url: str, api_key: str | None, retry: bool, name: str | None = None
+) -> list[dict[str, Any]]:
+    """Pipelines as the API describes them (every one, or the one named): read from a local
+    pipelines file, or asked of the gateway."""
+    if file is not None:
+        config = load_pipelines(file)
+        local = {n: spec.describe(config.stages) for n, spec in config.pipelines.items()}
+        if name is not None and name not in local:
+            raise typer.BadParameter(f"no pipeline '{name}' in {file} (known: {sorted(local)})")
+        return list(local.values()) if name is None else [local[name]]
+    with errors_as_one_line(), client(url, api_key, retry) as api:
+        if name is None:
+            return api.get("/v1/pipelines")["pipelines"]
+        return [api.get(f"/v1/pipelines/{quote(name, safe='')}")]
 
 
 FileOption = Annotated[
@@ -97,18 +108,11 @@ def show(
 ) -> None:
     """Draw pipeline NAME's DAG as text: nodes by step, with stage, model, params and inputs —
     as a gateway serves it (GET /v1/pipelines/NAME), or from a local file with --file."""
-    if file is not None:
-        known = {d["name"]: d for d in from_file(file)}
-        if name not in known:
-            raise typer.BadParameter(f"no pipeline '{name}' in {file} (known: {sorted(known)})")
-        described = known[name]
-    else:
-        with errors_as_one_line(), client(url, api_key, retry) as api:
-            described = api.get(f"/v1/pipelines/{quote(name, safe='')}")
+    (pipeline,) = described(file, url, api_key, retry, name)
     if as_json:
-        print_json({**described, "steps": layers(described)})
+        print_json({**pipeline, "steps": layers(pipeline)})
         return
-    output.print(render(described), highlight=False, markup=False, soft_wrap=True)
+    output.print(render(pipeline), highlight=False, markup=False, soft_wrap=True)
 
 
 LIST_COLUMNS = ("pipeline", "nodes", "stages", "outputs", "description")
@@ -123,11 +127,7 @@ def list_pipelines(
     retry: RetryOption = False,
 ) -> None:
     """The pipelines a gateway serves (GET /v1/pipelines), or those in a local file."""
-    if file is not None:
-        described = from_file(file)
-    else:
-        with errors_as_one_line(), client(url, api_key, retry) as api:
-            described = api.get("/v1/pipelines")["pipelines"]
+    pipelines = described(file, url, api_key, retry)
     rows = [
         {
             "pipeline": d["name"],
@@ -136,9 +136,9 @@ def list_pipelines(
             "outputs": " ".join(d["outputs"]),
             "description": d["description"],
         }
-        for d in described
+        for d in pipelines
     ]
     if as_json:
-        print_json(described)
+        print_json(pipelines)
         return
     print_rows(rows, LIST_COLUMNS, "pipelines", as_json=False)
