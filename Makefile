@@ -23,7 +23,7 @@ test: install test-data load-tools
 	$(BIN)/ruff check services tests loadtest tools examples
 	$(ENGINE) run --if-available -- $(BIN)/python -m pytest
 
-# The unit tier alone (no Redis, no models): well under a minute. Tiers: tests/conftest.py.
+# The unit tier alone (no Redis, no models): about a minute on 2 cores. Tiers: tests/conftest.py.
 test-fast: install
 	$(BIN)/ruff check services tests loadtest tools examples
 	$(BIN)/python -m pytest -m unit

@@ -15,7 +15,7 @@ from services.core import keys
 from tests.faults.fleet import fill_to_maxmemory, fleet, free_filler
 from tests.gateway.conftest import png
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.integration]  # private Redis servers
 
 
 def zip_of_pngs(count: int) -> bytes:

@@ -26,7 +26,7 @@ from tests.faults.fleet import Fleet, Process, fill_to_maxmemory, fleet, free_fi
 from tests.jobwait import wait_terminal
 from tests.workers import TEST_PIPELINES, gateway_server, make_worker
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.integration]  # private Redis servers
 
 CONFIG = load_pipelines(TEST_PIPELINES)
 PROBLEM = "application/problem+json"

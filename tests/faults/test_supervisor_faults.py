@@ -33,7 +33,8 @@ from tests.cli.test_redis_server import alive
 from tests.system.stack import descendants
 from tests.workers import TEST_PIPELINES
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+# posefleet up and its Redis: the integration tier, whatever fixtures the tests name
+pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.timeout(240)]
 
 MARK = "POSEFLEET_FAULT_TEST_RUN"
 GRACE_S = 3.0  # POSEFLEET_UP_STOP_GRACE_S of the runs below
